@@ -1,0 +1,3 @@
+"""bordermon: an event-streaming monitor of border crossings (see README.md)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,5 @@
+import sys
+
+from bordermon.cli import main
+
+sys.exit(main())

@@ -1,0 +1,261 @@
+"""The `bordermon` command line: thin, it parses arguments and calls into the packages.
+
+Every failure a person can cause (a missing file, a bad setting, a broker that is down) ends
+as one line on stderr and a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from bordermon import __version__
+from bordermon.settings import Settings, SettingsError
+
+PROG = "bordermon"
+
+
+class CommandError(Exception):
+    """A failure to report as one line (exit code 2 unless given)."""
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def add_settings_options(parser: argparse.ArgumentParser, *names: str) -> None:
+    """Command-line overrides of settings; each also reads BORDERMON_<NAME> and the config file."""
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="TOML config file with settings (default: $BORDERMON_CONFIG)",
+    )
+    helps = {
+        "kafka_bootstrap": ("HOST:PORT", "Kafka bootstrap servers (default localhost:9092)"),
+        "redis_url": ("URL", "Redis URL (default redis://localhost:6379/0)"),
+        "crossings_topic": ("TOPIC", "crossings topic (default bordermon.crossings)"),
+        "flags_topic": ("TOPIC", "flags topic (default bordermon.flags)"),
+        "dead_letter_topic": ("TOPIC", "dead-letter topic (default bordermon.crossings.dlq)"),
+        "consumer_group": ("GROUP", "Kafka consumer group"),
+        "window": ("DURATION", "detection window, e.g. 30d, 72h (default 30d)"),
+        "monitored_country": ("CC", "the monitored country (default KZ)"),
+        "destinations_of_concern": ("CC,CC", "destinations of concern (default RU)"),
+        "watchlists": ("SRC,SRC", "watchlists: builtin:chpl and/or CSV files (hs6,tier,...)"),
+        "state_ttl": ("DURATION", "state expiry after a consignment's last event"),
+        "metrics_port": ("PORT", "port of /metrics (0 disables; default 9108)"),
+    }
+    for name in names:
+        metavar, text = helps[name]
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            dest="setting_" + name,
+            metavar=metavar,
+            help=f"{text}; env BORDERMON_{name.upper()}",
+        )
+
+
+def load_settings(args: argparse.Namespace) -> Settings:
+    overrides = {
+        key.removeprefix("setting_"): value
+        for key, value in vars(args).items()
+        if key.startswith("setting_")
+    }
+    return Settings.load(overrides, config_file=getattr(args, "config", None))
+
+
+def open_input(path: str) -> IO[bytes]:
+    if path == "-":
+        return sys.stdin.buffer
+    try:
+        return Path(path).open("rb")
+    except OSError as error:
+        raise CommandError(f"cannot read {path}: {error.strerror}") from None
+
+
+def open_output(path: str) -> IO[bytes]:
+    if path == "-":
+        return sys.stdout.buffer
+    try:
+        return Path(path).open("wb")
+    except OSError as error:
+        raise CommandError(f"cannot write {path}: {error.strerror}") from None
+
+
+# --- replay -----------------------------------------------------------------------------------
+
+
+def _configure_replay(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "file", nargs="?", default="-", metavar="FILE|-", help="JSONL crossing events (default: -)"
+    )
+    parser.add_argument(
+        "--rejects",
+        metavar="FILE",
+        help='write rejected lines as JSONL {"line","reason","detail","raw"} to FILE',
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="do not list each rejected line on stderr"
+    )
+    add_settings_options(
+        parser, "window", "monitored_country", "destinations_of_concern", "watchlists"
+    )
+
+
+def _run_replay(args: argparse.Namespace) -> int:
+    from bordermon.core.pipeline import Reject, Tally
+    from bordermon.replay import replay
+
+    settings = load_settings(args)
+    config = settings.detection_config()
+    source = open_input(args.file)
+    rejects_file = open_output(args.rejects) if args.rejects else None
+    stderr = sys.stderr
+
+    def on_reject(reject: Reject) -> None:
+        line = reject.message.position
+        if not args.quiet:
+            stderr.write(f"line {line}: {reject.reason}: {reject.detail}\n")
+        if rejects_file is not None:
+            raw = reject.message.value.decode("utf-8", errors="replace")
+            record = {"line": line, "reason": reject.reason, "detail": reject.detail, "raw": raw}
+            rejects_file.write(orjson.dumps(record) + b"\n")
+
+    progress = _Progress("replay", enabled=stderr.isatty())
+
+    def on_batch(tally: Tally) -> None:
+        progress.update(tally.read, f"{sum(tally.flags.values()):,} flags")
+
+    try:
+        result = replay(source, sys.stdout.buffer, config, on_reject=on_reject, on_batch=on_batch)
+    finally:
+        progress.done()
+        if rejects_file is not None:
+            rejects_file.close()
+    sys.stdout.buffer.flush()
+    stderr.write(_replay_summary(result, settings))
+    return 0
+
+
+def _replay_summary(result: Any, settings: Settings) -> str:
+    tally = result.tally
+    rate = tally.read / result.seconds if result.seconds > 0 else 0.0
+    rejected = ", ".join(f"{reason} {count}" for reason, count in tally.rejected.most_common())
+    severities = ", ".join(
+        f"{sev} {tally.flags[sev]}" for sev in ("high", "medium", "low") if tally.flags[sev]
+    )
+    lines = [
+        f"replay: {tally.read:,} events read in {result.seconds:.2f} s ({rate:,.0f} events/s)",
+        f"  accepted    {tally.accepted:,}",
+        f"  duplicates  {tally.duplicates:,}",
+        f"  rejected    {tally.rejected_total:,}" + (f" ({rejected})" if rejected else ""),
+        f"  flags       {sum(tally.flags.values()):,}" + (f" ({severities})" if severities else ""),
+        f"  consignments {result.consignments:,}; window {settings.describe()['window_ns']},"
+        f" destinations {','.join(sorted(settings.destinations_of_concern))}",
+    ]
+    if result.blank_lines:
+        lines.append(f"  blank lines skipped {result.blank_lines:,}")
+    return "\n".join(lines) + "\n"
+
+
+class _Progress:
+    """A one-line progress meter on stderr, only when stderr is a terminal."""
+
+    def __init__(self, label: str, *, enabled: bool, every_s: float = 0.5) -> None:
+        self.label, self.enabled, self.every_s = label, enabled, every_s
+        self.started = self.last = time.monotonic()
+        self.shown = False
+
+    def update(self, count: int, extra: str = "") -> None:
+        now = time.monotonic()
+        if not self.enabled or now - self.last < self.every_s:
+            return
+        self.last = now
+        rate = count / max(now - self.started, 1e-9)
+        sys.stderr.write(f"\r{self.label}: {count:,} events ({rate:,.0f}/s) {extra}\x1b[K")
+        sys.stderr.flush()
+        self.shown = True
+
+    def done(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r\x1b[K")
+
+
+# --- registry ---------------------------------------------------------------------------------
+
+Handler = Callable[[argparse.Namespace], int]
+
+# name -> (module, help). Modules expose configure_parser(parser) and run(args) -> int; they
+# are imported when the parser is built, so each keeps heavy imports inside `run`.
+_MODULE_COMMANDS: dict[str, tuple[str, str]] = {
+    "simulate": ("bordermon.scanner.simulator", "write realistic synthetic crossing events"),
+    "topics": ("bordermon.topics", "create or check the Kafka topics declared under topics/"),
+    "stack": ("bordermon.stack", "run the local Kafka + Redis stack (no Docker needed)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=(
+            "bordermon watches border-crossing scans and flags goods that enter Kazakhstan and"
+            " leave for Russia within a window. Settings come from BORDERMON_* variables, a"
+            " TOML file (--config) and flags."
+        ),
+        epilog=(
+            "examples:\n"
+            "  bordermon simulate --consignments 1000 | bordermon replay\n"
+            "  bordermon replay scans.jsonl --rejects rejects.jsonl > flags.jsonl\n"
+            "  bordermon stack up && bordermon topics apply && bordermon worker\n"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    replay = commands.add_parser(
+        "replay",
+        help="run detection in-process over JSONL (no Kafka, no Redis)",
+        description=(
+            "Run detection over JSONL crossing events from FILE or stdin and write flags as"
+            " JSONL to stdout in detection order. Rejected lines are listed on stderr with"
+            " their line number and reason, and a summary follows. Exit 0 when the input was"
+            " read."
+        ),
+    )
+    _configure_replay(replay)
+    replay.set_defaults(handler=_run_replay)
+
+    for name, (module_name, help_text) in _MODULE_COMMANDS.items():
+        module = importlib.import_module(module_name)
+        sub = commands.add_parser(name, help=help_text, description=module.__doc__)
+        module.configure_parser(sub)
+        sub.set_defaults(handler=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except (SettingsError, CommandError) as error:
+        print(f"{PROG}: {error}", file=sys.stderr)
+        return getattr(error, "exit_code", 2)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `bordermon replay big.jsonl | head`: the reader left; that is not an error.
+        sys.stderr.close()
+        return 0
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

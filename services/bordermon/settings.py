@@ -1,0 +1,274 @@
+"""One validated, immutable settings object for every bordermon command.
+
+Each setting has one name, spelled three ways: `window` in a TOML config file,
+`BORDERMON_WINDOW` in the environment, `--window` on the command line (where a command offers
+it). Precedence: command line > environment > config file (`BORDERMON_CONFIG` or `--config`)
+> defaults. Defaults work on a laptop with the local stack.
+
+Secrets (a password inside `redis_url`, SASL settings) are masked by `describe()` and in
+`repr()`; nothing here is ever logged in clear.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from bordermon.core.countries import normalize_country
+from bordermon.core.rule import DAY_NS, DetectionConfig
+from bordermon.core.timestamps import NANOS_PER_SECOND
+from bordermon.core.watchlist import BUILTIN_CHPL, WatchlistError, load_watchlist
+
+ENV_PREFIX = "BORDERMON_"
+
+
+class SettingsError(ValueError):
+    """A setting that cannot be used; the message names it and says what is expected."""
+
+
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*", re.ASCII)
+_UNIT_NS = {
+    "ms": 1_000_000,
+    "s": NANOS_PER_SECOND,
+    "m": 60 * NANOS_PER_SECOND,
+    "h": 3600 * NANOS_PER_SECOND,
+    "d": DAY_NS,
+    "w": 7 * DAY_NS,
+}
+
+
+def parse_duration_ns(text: str) -> int:
+    """`30d`, `12h`, `90m`, `45s`, `250ms`, `1w`, or plain seconds (`2592000`)."""
+    match = _DURATION.fullmatch(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a duration (e.g. 30d, 12h, 90m, 45s or seconds)")
+    number, unit = match.group(1), match.group(2) or "s"
+    # Decimal arithmetic on the digits keeps '0.5d' exact.
+    whole, _, frac = number.partition(".")
+    scale: int = 10 ** len(frac)
+    return (int(whole) * scale + int(frac or 0)) * _UNIT_NS[unit] // scale
+
+
+def _duration(value: object) -> int:
+    if isinstance(value, bool):
+        raise ValueError("a duration, not a boolean")
+    if isinstance(value, int):
+        return value * NANOS_PER_SECOND
+    return parse_duration_ns(str(value))
+
+
+def _country_list(value: object) -> frozenset[str]:
+    items = value if isinstance(value, list) else str(value).split(",")
+    codes = set()
+    for item in items:
+        code = normalize_country(str(item).strip())
+        if code is None:
+            raise ValueError(f"{item!r} is not an ISO 3166-1 alpha-2 code")
+        codes.add(code)
+    if not codes:
+        raise ValueError("at least one country is needed")
+    return frozenset(codes)
+
+
+def _country(value: object) -> str:
+    code = normalize_country(str(value).strip())
+    if code is None:
+        raise ValueError(f"{value!r} is not an ISO 3166-1 alpha-2 code")
+    return code
+
+
+def _string_list(value: object) -> tuple[str, ...]:
+    items = value if isinstance(value, list) else str(value).split(",")
+    return tuple(str(item).strip() for item in items if str(item).strip())
+
+
+def _port(value: object) -> int:
+    port = int(str(value))
+    if not 0 <= port <= 65535:
+        raise ValueError(f"{port} is not a TCP port (0 disables)")
+    return port
+
+
+def _positive_int(value: object) -> int:
+    number = int(str(value))
+    if number < 1:
+        raise ValueError(f"{number} must be at least 1")
+    return number
+
+
+def _text(value: object) -> str:
+    text = str(value).strip()
+    if not text:
+        raise ValueError("must not be empty")
+    return text
+
+
+_SENTINEL_TTL = -1
+
+# name -> parser. The order is the order of `describe()`.
+_PARSERS: dict[str, Callable[[Any], Any]] = {
+    "kafka_bootstrap": _text,
+    "redis_url": _text,
+    "crossings_topic": _text,
+    "flags_topic": _text,
+    "dead_letter_topic": _text,
+    "consumer_group": _text,
+    "window": _duration,
+    "monitored_country": _country,
+    "destinations_of_concern": _country_list,
+    "watchlists": _string_list,
+    "state_ttl": _duration,
+    "dedup_memory": _positive_int,
+    "batch_max_events": _positive_int,
+    "batch_max_wait": _duration,
+    "metrics_port": _port,
+}
+_FIELD_ALIASES = {
+    "window": "window_ns",
+    "state_ttl": "state_ttl_ns",
+    "batch_max_wait": "batch_max_wait_ns",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All settings; build with `Settings.load()`. Durations are integer nanoseconds."""
+
+    kafka_bootstrap: str = "localhost:9092"
+    redis_url: str = field(default="redis://localhost:6379/0", repr=False)
+    crossings_topic: str = "bordermon.crossings"
+    flags_topic: str = "bordermon.flags"
+    dead_letter_topic: str = "bordermon.crossings.dlq"
+    consumer_group: str = "bordermon-worker"
+    window_ns: int = 30 * DAY_NS
+    monitored_country: str = "KZ"
+    destinations_of_concern: frozenset[str] = frozenset({"RU"})
+    watchlists: tuple[str, ...] = (BUILTIN_CHPL,)
+    # Default: the window plus 7 days after the consignment's last event (SPEC §6).
+    state_ttl_ns: int = _SENTINEL_TTL
+    dedup_memory: int = 1024
+    batch_max_events: int = 500
+    batch_max_wait_ns: int = 50_000_000
+    metrics_port: int = 9108
+
+    def __post_init__(self) -> None:
+        if self.state_ttl_ns == _SENTINEL_TTL:
+            object.__setattr__(self, "state_ttl_ns", self.window_ns + 7 * DAY_NS)
+        if self.state_ttl_ns < self.window_ns:
+            raise SettingsError(
+                "state_ttl must be at least the window, or an entry could expire before its exit"
+            )
+        if self.monitored_country in self.destinations_of_concern:
+            raise SettingsError(
+                f"monitored_country {self.monitored_country} cannot also be in"
+                " destinations_of_concern"
+            )
+
+    def __repr__(self) -> str:
+        return f"Settings({', '.join(f'{k}={v}' for k, v in self.describe().items())})"
+
+    @classmethod
+    def load(
+        cls,
+        overrides: Mapping[str, object] | None = None,
+        environ: Mapping[str, str] | None = None,
+        config_file: str | Path | None = None,
+    ) -> Settings:
+        """Defaults < config file < environment < `overrides` (command-line values; None: unset)."""
+        environ = os.environ if environ is None else environ
+        raw: dict[str, tuple[object, str]] = {}
+        path = config_file or environ.get(ENV_PREFIX + "CONFIG")
+        if path:
+            for name, value in _read_config_file(Path(path)).items():
+                raw[name] = (value, f"{name} in {path}")
+        for name in _PARSERS:
+            env_name = ENV_PREFIX + name.upper()
+            if environ.get(env_name, "") != "":
+                raw[name] = (environ[env_name], env_name)
+        for name, value in (overrides or {}).items():
+            if value is not None:
+                if name not in _PARSERS:
+                    raise SettingsError(f"unknown setting {name!r}")
+                raw[name] = (value, f"--{name.replace('_', '-')}")
+        values: dict[str, Any] = {}
+        for name, (value, origin) in raw.items():
+            try:
+                values[_FIELD_ALIASES.get(name, name)] = _PARSERS[name](value)
+            except (ValueError, TypeError) as error:
+                raise SettingsError(f"{origin}: {error}") from None
+        return cls(**values)
+
+    def with_overrides(self, **overrides: object) -> Settings:
+        """A copy with some values replaced (already parsed, field names)."""
+        return replace(self, **overrides)  # type: ignore[arg-type]
+
+    def detection_config(self) -> DetectionConfig:
+        """The core's configuration; reads the watchlist files."""
+        try:
+            watchlist = load_watchlist(self.watchlists)
+        except WatchlistError as error:
+            raise SettingsError(str(error)) from None
+        return DetectionConfig(
+            watchlist=watchlist,
+            window_ns=self.window_ns,
+            monitored_country=self.monitored_country,
+            destinations_of_concern=self.destinations_of_concern,
+            dedup_memory=self.dedup_memory,
+        )
+
+    @property
+    def state_ttl_seconds(self) -> int:
+        return max(1, -(-self.state_ttl_ns // NANOS_PER_SECOND))
+
+    def describe(self) -> dict[str, str]:
+        """Every setting as text for people, with secrets masked."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name.endswith("_ns"):
+                text = f"{value / NANOS_PER_SECOND:g}s"
+            elif isinstance(value, frozenset | tuple):
+                text = ",".join(sorted(value) if isinstance(value, frozenset) else value)
+            else:
+                text = str(value)
+            if f.name == "redis_url":
+                text = mask_url(text)
+            out[f.name] = text
+        return out
+
+
+def mask_url(url: str) -> str:
+    """`redis://:secret@host:6379/0` -> `redis://:***@host:6379/0`."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _read_config_file(path: Path) -> dict[str, object]:
+    try:
+        with path.open("rb") as handle:
+            doc = tomllib.load(handle)
+    except OSError as error:
+        raise SettingsError(f"cannot read config file {path}: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise SettingsError(f"config file {path} is not valid TOML: {error}") from None
+    unknown = sorted(set(doc) - set(_PARSERS))
+    if unknown:
+        raise SettingsError(
+            f"config file {path}: unknown setting(s) {', '.join(unknown)};"
+            f" known: {', '.join(_PARSERS)}"
+        )
+    return doc
+
+
+SETTING_NAMES: tuple[str, ...] = tuple(_PARSERS)

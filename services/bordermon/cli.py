@@ -195,6 +195,7 @@ Handler = Callable[[argparse.Namespace], int]
 # are imported when the parser is built, so each keeps heavy imports inside `run`.
 _MODULE_COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("bordermon.scanner.simulator", "write realistic synthetic crossing events"),
+    "worker": ("bordermon.processor.worker", "run a stream processor (faust, state in Redis)"),
     "topics": ("bordermon.topics", "create or check the Kafka topics declared under topics/"),
     "stack": ("bordermon.stack", "run the local Kafka + Redis stack (no Docker needed)"),
 }

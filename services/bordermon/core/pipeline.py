@@ -27,12 +27,13 @@ from bordermon.core.state import ConsignmentState, apply
 class Message:
     """One input message. `key` is checked against the payload only when `check_key` is set
     (Kafka input); JSONL lines in replay have no key. `position` is where it came from (a
-    line number, or a Kafka offset) for reject reports."""
+    line number, or a Kafka offset in `partition`) for reject reports and dead letters."""
 
     value: bytes
     key: bytes | None = None
     check_key: bool = False
     position: int = 0
+    partition: int = -1
     timestamp_ms: int | None = None
 
 

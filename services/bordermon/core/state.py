@@ -211,5 +211,5 @@ def decode_state(raw: bytes) -> ConsignmentState:
         )
     except StateDecodeError:
         raise
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as error:
+    except (orjson.JSONDecodeError, LookupError, TypeError, ValueError, AttributeError) as error:
         raise StateDecodeError(f"unreadable state: {error}") from None

@@ -1,0 +1,120 @@
+"""Every Prometheus metric bordermon exports, declared once.
+
+Dashboards (deploy/grafana) and alert rules (deploy/prometheus) may only name metrics that are
+declared here; a test checks that. Conventions: `bordermon_` prefix, base units (seconds,
+bytes), `_total` on counters, and no consignment or event ids as labels. Label values that
+come from input are bounded: checkpoints outside the reference list become `other`, and HS
+codes are reduced to their 2-digit chapter.
+"""
+
+from __future__ import annotations
+
+import csv
+from importlib import resources
+
+from prometheus_client import Counter, Gauge, Histogram, Info
+
+from bordermon import __version__
+
+# Scan-to-flag target is sub-second: resolve well below it and show the tail above it.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+FAST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+DWELL_DAY_BUCKETS = (0.5, 1, 2, 3, 5, 7, 10, 14, 21, 30, 45, 60)
+BATCH_SIZE_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500)
+
+EVENTS_CONSUMED = Counter(
+    "bordermon_events_consumed_total",
+    "Valid crossing events consumed (duplicates included), by checkpoint and direction.",
+    ["checkpoint", "direction"],
+)
+EVENTS_REJECTED = Counter(
+    "bordermon_events_rejected_total",
+    "Messages rejected by validation, by SPEC reason (each also dead-lettered by the worker).",
+    ["reason"],
+)
+EVENTS_DUPLICATE = Counter(
+    "bordermon_events_duplicate_total",
+    "Valid events ignored because their event_id was already applied.",
+)
+FLAGS = Counter(
+    "bordermon_flags_total",
+    "Flags raised and acknowledged by the flags topic, by rule and severity.",
+    ["rule", "severity"],
+)
+FLAGS_BY_ORIGIN = Counter(
+    "bordermon_flags_by_origin_total",
+    "Flags by the origin country of the reported entry (ISO alpha-2).",
+    ["origin"],
+)
+FLAGS_BY_HS_CHAPTER = Counter(
+    "bordermon_flags_by_hs_chapter_total",
+    "Flags by HS chapter (first 2 digits) of the consignment's goods; a flag counts once per"
+    " chapter.",
+    ["chapter"],
+)
+DEAD_LETTERS = Counter(
+    "bordermon_dead_letters_total",
+    "Messages written to the dead-letter topic, by reason.",
+    ["reason"],
+)
+BATCH_SIZE = Histogram(
+    "bordermon_batch_size",
+    "Messages per processed batch.",
+    buckets=BATCH_SIZE_BUCKETS,
+)
+BATCH_DURATION = Histogram(
+    "bordermon_batch_duration_seconds",
+    "Wall time to process one batch: validate, load state, apply, save, produce.",
+    buckets=FAST_BUCKETS,
+)
+REDIS_ROUND_TRIP = Histogram(
+    "bordermon_redis_round_trip_seconds",
+    "Time of one pipelined Redis round trip, by operation (load or save).",
+    ["operation"],
+    buckets=FAST_BUCKETS,
+)
+SCAN_TO_FLAG = Histogram(
+    "bordermon_scan_to_flag_seconds",
+    "From the Kafka timestamp of the scan that completed the pair to the flag acknowledged.",
+    buckets=LATENCY_BUCKETS,
+)
+FLAG_DWELL_DAYS = Histogram(
+    "bordermon_flag_dwell_days",
+    "Days between entry and exit of flagged consignments.",
+    buckets=DWELL_DAY_BUCKETS,
+)
+CONSIGNMENTS_IN_STATE = Gauge(
+    "bordermon_consignments_in_state",
+    "Consignment states held in the state store (sampled).",
+)
+CONSUMER_LAG = Gauge(
+    "bordermon_consumer_lag_messages",
+    "Messages between the end of a crossings partition and this worker's position.",
+    ["topic", "partition"],
+)
+STORE_ERRORS = Counter(
+    "bordermon_store_errors_total",
+    "State store failures (each retried), by kind.",
+    ["kind"],
+)
+BUILD_INFO = Info("bordermon_build", "Version of the running bordermon.")
+CONFIG_INFO = Info("bordermon_config", "Detection configuration in force (no secrets).")
+
+BUILD_INFO.info({"version": __version__})
+
+
+def _known_checkpoints() -> frozenset[str]:
+    text = (resources.files("bordermon.core") / "data" / "checkpoints.csv").read_text("utf-8")
+    return frozenset(row["code"] for row in csv.DictReader(text.splitlines()))
+
+
+KNOWN_CHECKPOINTS = _known_checkpoints()
+
+
+def checkpoint_label(checkpoint: str) -> str:
+    """Bounded label: scanners may send any checkpoint text, Prometheus must not grow with it."""
+    return checkpoint if checkpoint in KNOWN_CHECKPOINTS else "other"
+
+
+def hs_chapter(hs_code: str) -> str:
+    return hs_code[:2]

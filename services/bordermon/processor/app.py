@@ -1,0 +1,166 @@
+"""The faust app: crossings in, batches through `BatchProcessor`, flags and dead letters out.
+
+Faust owns consumption, partition assignment and offset commits; this module is the thin
+adapter. `Stream.take_events` acknowledges a batch's events only after our loop body returns,
+and faust commits acknowledged offsets, so an offset is committed only after the batch's dead
+letters, flags and states are all durable.
+
+One failure mode needs care: if the loop body raised, faust would still acknowledge the batch
+(in the generator's `finally`). So the body never raises: transient failures (Redis or Kafka
+unavailable) are retried with backoff, and anything unexpected stops the process at once,
+before a commit, so the batch is read again after a restart (crash-only design).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import faust
+
+from bordermon.core.flag import Flag
+from bordermon.core.pipeline import Message, Reject
+from bordermon.core.rule import DetectionConfig
+from bordermon.metrics import STORE_ERRORS
+from bordermon.processor.batch import BatchProcessor
+from bordermon.processor.dead_letter import dead_letter_headers
+from bordermon.settings import Settings
+from bordermon.stores.base import StateStore, StoreUnavailable
+
+log = logging.getLogger("bordermon.worker")
+
+EXIT_UNEXPECTED = 70  # EX_SOFTWARE
+
+
+class KafkaSinks:
+    """Flags and dead letters through faust's producer, waiting for the broker's acks."""
+
+    def __init__(self, app: faust.App, settings: Settings) -> None:
+        self.app = app
+        self.flags_topic = settings.flags_topic
+        self.dead_letter_topic = settings.dead_letter_topic
+        self.crossings_topic = settings.crossings_topic
+
+    async def _send_all(self, records: Sequence[tuple[str, bytes | None, bytes, Any]]) -> None:
+        producer = self.app.producer
+        futures = [
+            await producer.send(topic, key, value, None, None, headers)
+            for topic, key, value, headers in records
+        ]
+        await asyncio.gather(*futures)
+
+    async def send_flags(self, flags: Sequence[Flag]) -> None:
+        await self._send_all(
+            [
+                (self.flags_topic, flag.consignment_id.encode(), flag.to_json(), None)
+                for flag in flags
+            ]
+        )
+
+    async def send_dead_letters(self, rejects: Sequence[Reject]) -> None:
+        await self._send_all(
+            [
+                (
+                    self.dead_letter_topic,
+                    reject.message.key,
+                    reject.message.value,
+                    dead_letter_headers(reject, self.crossings_topic),
+                )
+                for reject in rejects
+            ]
+        )
+
+
+def create_app(
+    settings: Settings,
+    config: DetectionConfig,
+    store: StateStore,
+    *,
+    retry_max_s: float = 5.0,
+) -> faust.App:
+    """A faust app with one agent over the crossings topic, configured from `settings`."""
+    app = faust.App(
+        settings.consumer_group,
+        broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap.split(",")],
+        value_serializer="raw",
+        key_serializer="raw",
+        # Topics are declared under topics/ and applied by `bordermon topics apply`.
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        web_enabled=False,
+        store="memory://",
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        broker_commit_interval=1.0,
+        stream_wait_empty=True,
+        logging_config=None,
+    )
+    crossings = app.topic(
+        settings.crossings_topic, key_type=bytes, value_type=bytes, value_serializer="raw"
+    )
+    sinks = KafkaSinks(app, settings)
+    processor = BatchProcessor(config, store, sinks, sinks)
+    max_events = settings.batch_max_events
+    within_s = settings.batch_max_wait_ns / 1e9
+
+    @app.agent(crossings, name="crossings")
+    async def process_crossings(stream: faust.StreamT[bytes]) -> None:
+        # take_events is on the Stream class, not on faust's StreamT protocol.
+        batches = stream.take_events(max_events, within=within_s)  # type: ignore[attr-defined]
+        async for events in batches:
+            messages = [_to_message(event) for event in events]
+            await _process_until_done(processor, messages, retry_max_s)
+
+    app.bordermon_processor = processor  # type: ignore[attr-defined]
+    return app
+
+
+def _to_message(event: Any) -> Message:
+    kafka_message = event.message
+    return Message(
+        value=kafka_message.value if kafka_message.value is not None else b"",
+        key=kafka_message.key,
+        check_key=True,
+        position=kafka_message.offset,
+        partition=kafka_message.partition,
+        timestamp_ms=int(kafka_message.timestamp * 1000) if kafka_message.timestamp else None,
+    )
+
+
+async def _process_until_done(
+    processor: BatchProcessor, messages: list[Message], retry_max_s: float
+) -> None:
+    delay = 0.1
+    while True:
+        try:
+            await processor.process(messages)
+            return
+        except StoreUnavailable as error:
+            STORE_ERRORS.labels("unavailable").inc()
+            log.warning("state store unavailable, retrying in %.1fs: %s", delay, error)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            if _is_transient_kafka_error(error):
+                log.warning("Kafka produce failed, retrying in %.1fs: %r", delay, error)
+            else:
+                log.critical(
+                    "unexpected error while processing a batch; stopping before its offsets"
+                    " are committed so it is read again after a restart",
+                    exc_info=True,
+                )
+                logging.shutdown()
+                os._exit(EXIT_UNEXPECTED)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, retry_max_s)
+
+
+def _is_transient_kafka_error(error: Exception) -> bool:
+    from aiokafka.errors import KafkaError
+
+    if isinstance(error, KafkaError):
+        return bool(getattr(error, "retriable", True))
+    return isinstance(error, ConnectionError | TimeoutError)

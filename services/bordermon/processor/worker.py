@@ -1,0 +1,103 @@
+"""`bordermon worker`: run one stream processor (start several for more throughput).
+
+Before faust starts, the worker checks that Redis answers and that the crossings, flags and
+dead-letter topics exist, so a missing piece is one clear line instead of a retry loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from bordermon.cli import CommandError, add_settings_options, load_settings
+from bordermon.settings import Settings, mask_url
+
+WORKER_SETTINGS = (
+    "kafka_bootstrap",
+    "redis_url",
+    "crossings_topic",
+    "flags_topic",
+    "dead_letter_topic",
+    "consumer_group",
+    "window",
+    "monitored_country",
+    "destinations_of_concern",
+    "watchlists",
+    "state_ttl",
+    "metrics_port",
+)
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    add_settings_options(parser, *WORKER_SETTINGS)
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="log level (default info)",
+    )
+
+
+def preflight(settings: Settings) -> None:
+    """Fail fast, with what to do, when Redis or a topic is missing."""
+    import redis
+    from confluent_kafka.admin import AdminClient
+
+    try:
+        redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3).ping()
+    except (redis.RedisError, OSError) as error:
+        raise CommandError(
+            f"Redis at {mask_url(settings.redis_url)} does not answer ({error}); start it with"
+            " `bordermon stack up` or set BORDERMON_REDIS_URL"
+        ) from None
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    try:
+        metadata = admin.list_topics(timeout=5)
+    except Exception as error:
+        raise CommandError(
+            f"Kafka at {settings.kafka_bootstrap} does not answer ({error}); start it with"
+            " `bordermon stack up` or set BORDERMON_KAFKA_BOOTSTRAP"
+        ) from None
+    needed = [settings.crossings_topic, settings.flags_topic, settings.dead_letter_topic]
+    missing = [topic for topic in needed if topic not in metadata.topics]
+    if missing:
+        raise CommandError(
+            f"topic(s) {', '.join(missing)} do not exist on {settings.kafka_bootstrap};"
+            " create them with `bordermon topics apply`"
+        )
+
+
+def run(args: argparse.Namespace) -> int:
+    import faust
+    from prometheus_client import start_http_server
+
+    from bordermon.metrics import CONFIG_INFO
+    from bordermon.processor.app import create_app
+    from bordermon.stores.redis_store import RedisStore
+
+    settings = load_settings(args)
+    config = settings.detection_config()
+    preflight(settings)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    log = logging.getLogger("bordermon.worker")
+    store = RedisStore.from_url(settings.redis_url, ttl_seconds=settings.state_ttl_seconds)
+    app = create_app(settings, config, store)
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port)
+        log.info("metrics on http://127.0.0.1:%d/metrics", settings.metrics_port)
+    CONFIG_INFO.info(
+        {
+            "window_seconds": str(config.window_seconds),
+            "monitored_country": config.monitored_country,
+            "destinations_of_concern": ",".join(sorted(config.destinations_of_concern)),
+            "watchlist_codes": str(len(config.watchlist)),
+            "crossings_topic": settings.crossings_topic,
+            "flags_topic": settings.flags_topic,
+        }
+    )
+    log.info("starting worker: %s", settings)
+    worker = faust.Worker(app, loglevel=args.log_level.upper(), quiet=True)
+    worker.execute_from_commandline()
+    return 0

@@ -1,0 +1,92 @@
+"""One settings object: defaults < config file < environment < command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bordermon.settings import Settings, SettingsError, mask_url, parse_duration_ns
+
+DAY = 86_400 * 10**9
+
+
+def test_defaults_work_without_anything_set() -> None:
+    settings = Settings.load(environ={})
+    assert settings.kafka_bootstrap == "localhost:9092"
+    assert settings.redis_url == "redis://localhost:6379/0"
+    assert settings.window_ns == 30 * DAY
+    assert settings.state_ttl_ns == 37 * DAY  # window + 7 days
+    assert settings.destinations_of_concern == {"RU"}
+    assert settings.detection_config().watchlist.matches("8542310000")
+
+
+def test_precedence(tmp_path: Path) -> None:
+    config = tmp_path / "bordermon.toml"
+    config.write_text('window = "10d"\nmonitored_country = "kz"\nflags_topic = "from-file"\n')
+    environ = {"BORDERMON_CONFIG": str(config), "BORDERMON_WINDOW": "12d"}
+    settings = Settings.load(environ=environ)
+    assert settings.window_ns == 12 * DAY  # env beats file
+    assert settings.flags_topic == "from-file"
+    assert settings.monitored_country == "KZ"
+    settings = Settings.load({"window": "14d", "flags_topic": None}, environ=environ)
+    assert settings.window_ns == 14 * DAY  # command line beats env; None means unset
+    assert settings.state_ttl_ns == 21 * DAY
+
+
+@pytest.mark.parametrize(
+    ("text", "ns"),
+    [
+        ("30d", 30 * DAY),
+        ("72h", 3 * DAY),
+        ("90m", 5400 * 10**9),
+        ("45", 45 * 10**9),
+        ("0.5d", DAY // 2),
+        ("250ms", 250_000_000),
+        ("1w", 7 * DAY),
+    ],
+)
+def test_durations(text: str, ns: int) -> None:
+    assert parse_duration_ns(text) == ns
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"BORDERMON_WINDOW": "thirty days"}, "BORDERMON_WINDOW"),
+        ({"BORDERMON_DESTINATIONS_OF_CONCERN": "RU,XX"}, "XX"),
+        ({"BORDERMON_DESTINATIONS_OF_CONCERN": "KZ"}, "monitored_country"),
+        ({"BORDERMON_METRICS_PORT": "70000"}, "BORDERMON_METRICS_PORT"),
+        ({"BORDERMON_STATE_TTL": "1d"}, "state_ttl"),
+        ({"BORDERMON_CONFIG": "/nonexistent/bordermon.toml"}, "cannot read config file"),
+    ],
+)
+def test_bad_settings_say_which_and_why(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        Settings.load(environ=environ)
+
+
+def test_unknown_key_in_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "bordermon.toml"
+    config.write_text('windw = "10d"\n')
+    with pytest.raises(SettingsError, match="unknown setting"):
+        Settings.load(environ={}, config_file=config)
+
+
+def test_missing_watchlist_file_is_a_settings_error() -> None:
+    settings = Settings.load(environ={"BORDERMON_WATCHLISTS": "builtin:chpl,/nope.csv"})
+    with pytest.raises(SettingsError, match=r"/nope\.csv"):
+        settings.detection_config()
+
+
+def test_secrets_are_masked() -> None:
+    settings = Settings.load(environ={"BORDERMON_REDIS_URL": "redis://:s3cret@redis:6379/0"})
+    assert "s3cret" not in repr(settings)
+    assert "s3cret" not in str(settings.describe())
+    assert mask_url("redis://user:pw@h:1/0") == "redis://user:***@h:1/0"
+
+
+def test_settings_are_immutable() -> None:
+    settings = Settings.load(environ={})
+    with pytest.raises(AttributeError):
+        settings.window_ns = 1  # type: ignore[misc]

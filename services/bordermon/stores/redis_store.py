@@ -1,0 +1,223 @@
+"""The production `StateStore`: one Redis string per consignment, `redis.asyncio`.
+
+Layout: key `<prefix><consignment id as UTF-8>` (prefix default `bordermon:state:`), value the
+codec's compact JSON (`encode_state`), expiry `ttl_seconds` reset by every save.
+
+Keys: Redis keys are binary-safe, so the id's UTF-8 bytes are used as they are: any id the
+crossing schema accepts (arbitrary Unicode, up to 128 characters: spaces, colons, `*`, emoji...)
+maps to exactly one key and no two ids share one (UTF-8 is injective and the prefix is fixed).
+Nothing here uses key patterns (`KEYS`/`SCAN MATCH`), so glob characters in ids are harmless;
+tools that scan must escape them. Ids are not hashed so that `redis-cli GET` finds a
+consignment by its id.
+
+Round trips: `load` is one `MGET`; `save` is one pipeline of `SET key value EX ttl`. The
+pipeline is deliberately not a MULTI/EXEC transaction: states of different consignments are
+independent, a failed save is retried by the worker with the whole batch (and re-applying an
+event changes nothing), so all-or-nothing visibility buys nothing, while MULTI/EXEC would add two
+commands per batch, hold up other clients for the whole batch, and rule out a future cluster
+where a batch's keys live in different slots.
+
+Undecodable stored state: treated as absent, logged, reported to `on_corrupt`, and its raw
+bytes copied to `<quarantine prefix><id>` with the same TTL (see `bordermon.stores.base`). That
+copy costs one extra round trip, only in a `load` that found such a value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from typing import Protocol, cast
+from urllib.parse import urlsplit
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import RedisError
+
+from bordermon.core.state import ConsignmentState, StateDecodeError, encode_state
+from bordermon.settings import mask_url
+from bordermon.stores.base import (
+    CorruptStateHandler,
+    StoreUnavailable,
+    decode_stored,
+    report_corrupt,
+    validate_ttl,
+)
+
+DEFAULT_PREFIX = "bordermon:state:"
+QUARANTINE_SUFFIX = "-corrupt:"
+"""The default quarantine prefix is the key prefix without its trailing colons, plus this:
+`bordermon:state:` -> `bordermon:state-corrupt:`."""
+
+
+class RedisPipeline(Protocol):
+    def set(self, name: bytes, value: bytes, *, ex: int) -> object: ...
+
+    async def execute(self) -> list[object]: ...
+
+
+class RedisClient(Protocol):
+    """The calls the store makes on a `redis.asyncio.Redis` (built with decode_responses=False).
+
+    Spelled out here because redis-py's own annotations and the types-redis stubs disagree on
+    them (generics, `aclose`); the store needs no more than this.
+    """
+
+    async def mget(self, keys: list[bytes]) -> list[bytes | None]: ...
+
+    def pipeline(self, transaction: bool = ...) -> RedisPipeline: ...
+
+    async def aclose(self) -> None: ...
+
+
+class RedisStore:
+    """A `StateStore` on Redis: one `MGET` per `load`, one pipelined round trip per `save`.
+
+    Build it with `RedisStore.from_url(settings.redis_url, settings.state_ttl_seconds)`. The
+    store owns its client and closes it in `close()`. Every Redis or socket error surfaces as
+    `StoreUnavailable`, naming the (password-masked) URL.
+    """
+
+    def __init__(
+        self,
+        client: RedisClient,
+        ttl_seconds: int,
+        prefix: str = DEFAULT_PREFIX,
+        *,
+        quarantine_prefix: str | None = None,
+        on_corrupt: CorruptStateHandler | None = None,
+        where: str = "redis",
+    ) -> None:
+        if not prefix:
+            raise ValueError("the key prefix must not be empty")
+        if quarantine_prefix is None:
+            quarantine_prefix = prefix.rstrip(":") + QUARANTINE_SUFFIX
+        if quarantine_prefix.startswith(prefix) or prefix.startswith(quarantine_prefix):
+            # Either way some consignment id would map to a key of the other area.
+            raise ValueError(
+                f"quarantine prefix {quarantine_prefix!r} and key prefix {prefix!r} overlap"
+            )
+        self.ttl_seconds = validate_ttl(ttl_seconds)
+        self.prefix = prefix
+        self.quarantine_prefix = quarantine_prefix
+        self._client = client
+        self._prefix = prefix.encode()
+        self._quarantine_prefix = quarantine_prefix.encode()
+        self._on_corrupt = on_corrupt
+        self._where = where
+        self._secret: str | None = None
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        ttl_seconds: int,
+        prefix: str = DEFAULT_PREFIX,
+        *,
+        on_corrupt: CorruptStateHandler | None = None,
+        connect_timeout: float = 2.0,
+        timeout: float = 5.0,
+    ) -> RedisStore:
+        """A store on the Redis at `url` (`redis://[:password@]host:port/db`, `rediss://`...).
+
+        No connection is made until the first `load`/`save`. Timeouts are in seconds. A failed
+        command is retried once, after 100 ms, on a fresh connection (a pooled connection may
+        have been cut by a Redis restart); longer outages are the worker's to back off from.
+        """
+        validate_ttl(ttl_seconds)
+        where = mask_url(url)
+        try:
+            client = aioredis.Redis.from_url(
+                url,
+                decode_responses=False,
+                socket_connect_timeout=connect_timeout,
+                socket_timeout=timeout,
+                retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=1),
+            )
+        except ValueError:
+            raise ValueError(f"not a usable Redis URL: {where}") from None
+        store = cls(
+            cast(RedisClient, client), ttl_seconds, prefix, on_corrupt=on_corrupt, where=where
+        )
+        store._secret = _password_of(url)
+        return store
+
+    def key(self, consignment_id: str) -> bytes:
+        """The Redis key of a consignment's state."""
+        return self._prefix + consignment_id.encode()
+
+    def quarantine_key(self, consignment_id: str) -> bytes:
+        """Where `load` keeps the raw bytes of a consignment's undecodable state."""
+        return self._quarantine_prefix + consignment_id.encode()
+
+    async def load(self, consignment_ids: Collection[str]) -> dict[str, ConsignmentState]:
+        ids = list(dict.fromkeys(consignment_ids))
+        if not ids:
+            return {}
+        try:
+            values = await self._client.mget([self.key(i) for i in ids])
+        except (RedisError, OSError) as error:
+            raise self._unavailable("load", error) from error
+        found: dict[str, ConsignmentState] = {}
+        corrupt: list[tuple[str, bytes, StateDecodeError]] = []
+        for consignment_id, raw in zip(ids, values, strict=True):
+            if raw is None:
+                continue
+            try:
+                found[consignment_id] = decode_stored(consignment_id, raw)
+            except StateDecodeError as error:
+                corrupt.append((consignment_id, raw, error))
+        if corrupt:
+            await self._quarantine(corrupt)
+        return found
+
+    async def save(self, states: Iterable[ConsignmentState]) -> None:
+        # Encode everything first: a state that cannot be encoded is a bug, and should fail the
+        # save before anything is written.
+        writes = [(self.key(s.consignment_id), encode_state(s)) for s in states]
+        if not writes:
+            return
+        pipe = self._client.pipeline(transaction=False)
+        for key, raw in writes:
+            pipe.set(key, raw, ex=self.ttl_seconds)
+        try:
+            await pipe.execute()
+        except (RedisError, OSError) as error:
+            raise self._unavailable("save", error) from error
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def _quarantine(self, corrupt: list[tuple[str, bytes, StateDecodeError]]) -> None:
+        """Copy undecodable values aside, then report them; the load fails if the copy does."""
+        pipe = self._client.pipeline(transaction=False)
+        for consignment_id, raw, _ in corrupt:
+            pipe.set(self.quarantine_key(consignment_id), raw, ex=self.ttl_seconds)
+        try:
+            await pipe.execute()
+        except (RedisError, OSError) as error:
+            raise self._unavailable("load (quarantining undecodable state)", error) from error
+        for consignment_id, _, decode_error in corrupt:
+            report_corrupt(
+                consignment_id,
+                decode_error,
+                f"{self._where} key {self.key(consignment_id)!r}",
+                f"key {self.quarantine_key(consignment_id)!r}",
+                self._on_corrupt,
+            )
+
+    def _unavailable(self, operation: str, error: BaseException) -> StoreUnavailable:
+        detail = str(error) or "no detail"
+        if self._secret:
+            # redis-py does not echo passwords in its errors; this makes sure of it.
+            detail = detail.replace(self._secret, "***")
+        return StoreUnavailable(
+            f"Redis state store at {self._where} unavailable during {operation}:"
+            f" {type(error).__name__}: {detail}"
+        )
+
+
+def _password_of(url: str) -> str | None:
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None

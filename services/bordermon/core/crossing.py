@@ -12,8 +12,7 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -50,8 +49,7 @@ class InvalidCrossing(ValueError):
         self.detail = detail
 
 
-@dataclass(frozen=True, slots=True)
-class CrossingEvent:
+class CrossingEvent(NamedTuple):
     """One accepted scan of one consignment at one checkpoint, normalised.
 
     Only what detection, flags and metrics use is typed here; unknown and descriptive fields

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -20,8 +20,7 @@ def flag_id_for(rule: str, consignment_id: str) -> str:
     return hashlib.sha256(f"{rule}\n{consignment_id}".encode()).hexdigest()[:32]
 
 
-@dataclass(frozen=True, slots=True)
-class Sighting:
+class Sighting(NamedTuple):
     """A crossing kept in state because the rule may still pair it, and reported in flags."""
 
     event_id: str

@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from bordermon.core.crossing import CrossingEvent, InvalidCrossing, parse_crossing
 from bordermon.core.flag import Flag
@@ -23,8 +24,7 @@ from bordermon.core.rule import DetectionConfig
 from bordermon.core.state import ConsignmentState, apply
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+class Message(NamedTuple):
     """One input message. `key` is checked against the payload only when `check_key` is set
     (Kafka input); JSONL lines in replay have no key. `position` is where it came from (a
     line number, or a Kafka offset in `partition`) for reject reports and dead letters."""
@@ -37,15 +37,13 @@ class Message:
     timestamp_ms: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Reject:
+class Reject(NamedTuple):
     message: Message
     reason: str
     detail: str
 
 
-@dataclass(frozen=True, slots=True)
-class Accepted:
+class Accepted(NamedTuple):
     message: Message
     event: CrossingEvent
 

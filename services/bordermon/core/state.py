@@ -27,6 +27,7 @@ import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import orjson
 
@@ -65,8 +66,7 @@ class ConsignmentState:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Transition:
+class Transition(NamedTuple):
     """The result of applying one event: the new state and what it produced."""
 
     state: ConsignmentState

@@ -95,6 +95,8 @@ def create_app(
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         broker_commit_interval=1.0,
+        # A dead letter is the original message plus headers: allow what the DLQ topic allows.
+        producer_max_request_size=1_114_124,
         stream_wait_empty=True,
         logging_config=None,
     )

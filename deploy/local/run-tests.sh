@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Every check bordermon has, on real services: the one command CI runs (.ci/run calls it).
+#
+#   deploy/local/run-tests.sh              lint, types, unit, contract and integration tests
+#   deploy/local/run-tests.sh -k replay    extra arguments go to pytest
+#
+# It installs what is missing (a .venv with bordermon; Kafka jars through Maven; redis-server
+# and prometheus through apt) and starts the local stack unless BORDERMON_KAFKA_BOOTSTRAP and
+# BORDERMON_REDIS_URL point at services already running. Under CI=true a service that cannot
+# be reached fails the run instead of skipping tests.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
+cd "$repo_root"
+
+echo "== lint and types" >&2
+ruff check services tests
+ruff format --check services tests
+mypy
+
+if [ -z "${BORDERMON_KAFKA_BOOTSTRAP:-}" ] || [ -z "${BORDERMON_REDIS_URL:-}" ]; then
+  echo "== local stack" >&2
+  bordermon stack up
+fi
+
+echo "== tests" >&2
+python -m pytest "$@"

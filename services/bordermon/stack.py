@@ -1,0 +1,827 @@
+"""Run the local stack bordermon needs (Kafka and Redis) on loopback, without Docker.
+
+`bordermon stack up` starts what is not already running, waits until each service really
+answers, and is safe to repeat; `down` stops what it started; `status` exits 0 only when every
+service answers. Kafka is a real Apache Kafka 4 broker (single KRaft node) whose jars Maven
+resolves once from deploy/local/pom.xml; Redis is Debian's redis-server, installed with apt-get
+when missing. Data, pid files and logs live in the run folder (<repo>/run, or
+$BORDERMON_RUN_DIR); ports default to 9092 (controller 9093) and 6379, overridable with
+BORDERMON_STACK_KAFKA_PORT, BORDERMON_STACK_KAFKA_CONTROLLER_PORT and BORDERMON_STACK_REDIS_PORT.
+
+Why not Docker: the dev and CI machines have no Docker engine, but they have Java, Maven and apt,
+and a stack that starts in seconds without one keeps integration tests honest (real broker, real
+Redis) on every machine. See deploy/local/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import hashlib
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import string
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+RUN_DIR_ENV = "BORDERMON_RUN_DIR"
+DEFAULT_TIMEOUT_S = 120.0
+"""How long `up` waits for a service to answer: a cold JVM on a busy 2-core box is slow."""
+STOP_TIMEOUT_S = 45.0
+"""How long `down` waits after SIGTERM before SIGKILL (Kafka flushes and closes its logs)."""
+LOG_ROTATE_BYTES = 20 * 1024 * 1024
+"""A service log larger than this is moved to <name>.log.1 when the service starts again."""
+
+KAFKA_HEAP_OPTS = ("-Xms256m", "-Xmx512m")
+"""The broker's heap: Kafka's release default is 1 GiB, too much for a box shared with Redis,
+workers and tests; 512 MiB is plenty for dev/CI traffic. KAFKA_HEAP_OPTS overrides it."""
+KAFKA_JVM_OPTS = (
+    "-XX:+UseG1GC",
+    "-XX:MaxGCPauseMillis=20",
+    "-XX:InitiatingHeapOccupancyPercent=35",
+    "-XX:+ExplicitGCInvokesConcurrent",
+    "-XX:+ExitOnOutOfMemoryError",
+    "-Djava.awt.headless=true",
+)
+"""The GC settings of Kafka's own start script, plus: die on OOM rather than limp."""
+MIN_JAVA = 17
+
+
+class StackError(Exception):
+    """A problem a person can fix; the message says what and how, in a line or two."""
+
+
+class Answer(Enum):
+    UP = "up"
+    """Something listens on the port and answers like the service."""
+    FOREIGN = "foreign"
+    """Something listens on the port but does not (yet) answer like the service."""
+    DOWN = "down"
+    """Nothing listens on the port."""
+
+
+@dataclass(frozen=True)
+class Probe:
+    answer: Answer
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a service's hooks need: where things go, its port, and how to talk to people."""
+
+    repo: Path | None
+    run_dir: Path
+    say: Callable[[str], None]
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.run_dir / "logs"
+
+    def log(self, name: str) -> Path:
+        return self.logs_dir / f"{name}.log"
+
+    def data(self, name: str) -> Path:
+        return self.run_dir / name
+
+    def pidfile(self, name: str) -> Path:
+        return self.run_dir / name / f"{name}.pid"
+
+    def deploy_file(self, name: str) -> Path:
+        if self.repo is None:
+            raise StackError(
+                f"cannot find deploy/local/{name}: run this from a bordermon checkout"
+                " (an installed package does not carry deploy/local/)"
+            )
+        return self.repo / "deploy" / "local" / name
+
+
+@dataclass(frozen=True)
+class Service:
+    """One service of the stack. To add one, write these hooks and append it to SERVICES."""
+
+    name: str
+    default_port: int
+    port_env: str
+    process_marker: str
+    """Text in /proc/<pid>/cmdline that identifies our process (guards against pid reuse)."""
+    probe: Callable[[int, float], Probe]
+    """(port, timeout seconds) -> does something on 127.0.0.1:port answer like this service?"""
+    prepare: Callable[[Context, int], None]
+    """Install, resolve, configure, format: everything before the first start (idempotent)."""
+    command: Callable[[Context, int], list[str]]
+    """The argv that runs the service in the foreground, logging to stdout/stderr."""
+    url: Callable[[int], str]
+    """How clients address it (Kafka bootstrap, Redis URL, ...)."""
+    start_timeout: float = DEFAULT_TIMEOUT_S
+
+    def port(self) -> int:
+        return _port_from_env(self.port_env, self.default_port)
+
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port()}"
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    name: str
+    address: str
+    url: str
+    up: bool
+    pid: int | None
+    """The pid of the process this stack started, when it is running."""
+    log: Path
+    detail: str = ""
+
+    @property
+    def managed(self) -> bool:
+        return self.pid is not None
+
+
+@dataclass(frozen=True)
+class StackReport:
+    services: tuple[ServiceState, ...]
+
+    @property
+    def all_up(self) -> bool:
+        return all(s.up for s in self.services)
+
+    def get(self, name: str) -> ServiceState:
+        for state in self.services:
+            if state.name == name:
+                return state
+        raise KeyError(name)
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return self.get("kafka").url
+
+    @property
+    def redis_url(self) -> str:
+        return self.get("redis").url
+
+
+# --- small helpers ----------------------------------------------------------------------------
+
+
+def _port_from_env(env: str, default: int) -> int:
+    text = os.environ.get(env, "").strip()
+    if not text:
+        return default
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise StackError(f"{env} must be a TCP port number (1-65535), got {text!r}")
+    return int(text)
+
+
+def _tcp_open(port: int, timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _pretty(path: Path) -> str:
+    """A path relative to the working directory when it is below it: shorter to read."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def find_repo() -> Path | None:
+    """The bordermon checkout: beside this module (editable install) or above the cwd."""
+    here = Path(__file__).resolve()
+    candidates = [here.parents[2], Path.cwd().resolve(), *Path.cwd().resolve().parents]
+    for candidate in candidates:
+        if (candidate / "deploy" / "local" / "pom.xml").is_file():
+            return candidate
+    return None
+
+
+def run_dir_path(run_dir: Path | str | None = None) -> Path:
+    """The run folder: the argument, else $BORDERMON_RUN_DIR, else <repo>/run."""
+    if run_dir is not None:
+        return Path(run_dir).resolve()
+    env = os.environ.get(RUN_DIR_ENV, "").strip()
+    if env:
+        return Path(env).resolve()
+    repo = find_repo()
+    if repo is None:
+        raise StackError(
+            f"cannot find the bordermon checkout (deploy/local/pom.xml) to put run/ in:"
+            f" run from the checkout or set {RUN_DIR_ENV}"
+        )
+    return repo / "run"
+
+
+def _log_tail(path: Path, lines: int = 5) -> str:
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 8192))
+            text = handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    tail = [line for line in text.splitlines() if line.strip()][-lines:]
+    return "".join(f"\n    {line[:300]}" for line in tail)
+
+
+def _alive(pid: int, marker: str) -> bool:
+    """Is `pid` running and still our service (not a zombie, not a reused pid)?"""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)  # reap it if it happens to be our child
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    proc = Path(f"/proc/{pid}")
+    if not proc.exists():
+        return True  # no /proc (macOS): trust kill(0)
+    try:
+        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X") and marker in cmdline
+
+
+def _managed_pid(service: Service, ctx: Context) -> int | None:
+    """The pid from the service's pid file when that process still runs; clears stale files."""
+    pidfile = ctx.pidfile(service.name)
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    if _alive(pid, service.process_marker):
+        return pid
+    pidfile.unlink(missing_ok=True)
+    return None
+
+
+def _spawn(argv: Sequence[str], log: Path, cwd: Path) -> int:
+    """Start argv detached (own session, stdin closed, output appended to log); its pid.
+
+    A throw-away shell starts it in the background and exits, so the service is re-parented to
+    init: it outlives this command (and pytest), and leaves no zombie or Popen behind.
+    """
+    log.parent.mkdir(parents=True, exist_ok=True)
+    if log.exists() and log.stat().st_size > LOG_ROTATE_BYTES:
+        log.replace(log.with_name(log.name + ".1"))
+    script = '"$@" >>"$BORDERMON_SPAWN_LOG" 2>&1 </dev/null & echo $!'
+    done = subprocess.run(
+        ["/bin/sh", "-c", script, "sh", *argv],
+        env={**os.environ, "BORDERMON_SPAWN_LOG": str(log)},
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+        check=True,
+        text=True,
+    )
+    return int(done.stdout.strip())
+
+
+def _run_logged(argv: Sequence[str], log: Path) -> int:
+    """Run argv to completion with its output appended to log; its exit code."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        return subprocess.run(
+            argv, check=False, stdin=subprocess.DEVNULL, stdout=out, stderr=out
+        ).returncode
+
+
+def ensure_debian_package(executable: str, package: str, ctx: Context) -> str:
+    """The path of `executable`, installing Debian's `package` with apt-get when it is missing."""
+    found = shutil.which(executable) or shutil.which(executable, path="/usr/sbin:/usr/bin")
+    if found:
+        return found
+    by_hand = f"sudo apt-get install -y --no-install-recommends {package}"
+    apt = shutil.which("apt-get")
+    if apt is None:
+        raise StackError(
+            f"{executable} is missing and there is no apt-get here: install {package}"
+            f" with your package manager and re-run"
+        )
+    prefix: list[str] = []
+    if os.geteuid() != 0:
+        sudo = shutil.which("sudo")
+        if sudo is None:
+            raise StackError(f"{executable} is missing: install it as root with `{by_hand}`")
+        prefix = [sudo] if sys.stdin.isatty() else [sudo, "-n"]
+    apt_log = ctx.log("apt")
+    apt_log.parent.mkdir(parents=True, exist_ok=True)
+    ctx.say(f"{executable} is missing: installing Debian's {package} with apt-get (once)...")
+    base = [*prefix, "env", "DEBIAN_FRONTEND=noninteractive", apt]
+    install = [*base, "install", "-y", "--no-install-recommends", package]
+    # A fresh machine may have no package lists yet: update only when the install fails.
+    ok = _run_logged(install, apt_log) == 0 or (
+        _run_logged([*base, "update"], apt_log) == 0 and _run_logged(install, apt_log) == 0
+    )
+    found = shutil.which(executable) or shutil.which(executable, path="/usr/sbin:/usr/bin")
+    if not ok or not found:
+        raise StackError(
+            f"could not install {package} with apt-get (see {_pretty(apt_log)});"
+            f" install it by hand: {by_hand}"
+        )
+    return found
+
+
+# --- Kafka ------------------------------------------------------------------------------------
+
+
+def _java() -> str:
+    java_home = os.environ.get("JAVA_HOME", "").strip()
+    java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
+    how = "install it with `sudo apt-get install -y openjdk-17-jre-headless` (or set JAVA_HOME)"
+    if not java or not os.access(java, os.X_OK):
+        raise StackError(f"Java {MIN_JAVA}+ is missing (Kafka needs it): {how}")
+    try:
+        done = subprocess.run(
+            [java, "-version"], check=False, capture_output=True, text=True, timeout=60
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise StackError(f"cannot run {java} -version ({error}): {how}") from None
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', done.stderr + done.stdout)
+    if match is None:
+        raise StackError(f"cannot tell the version of {java}: {how}")
+    major = int(match[1]) if match[1] != "1" else int(match[2] or 0)
+    if major < MIN_JAVA:
+        raise StackError(f"{java} is Java {major}; Kafka 4 needs {MIN_JAVA}+: {how}")
+    return java
+
+
+def _kafka_controller_port(kafka_port: int) -> int:
+    return _port_from_env("BORDERMON_STACK_KAFKA_CONTROLLER_PORT", kafka_port + 1)
+
+
+def _kafka_libs(ctx: Context) -> Path:
+    return ctx.run_dir / "kafka-libs"
+
+
+def resolve_kafka_jars(ctx: Context) -> Path:
+    """Copy the broker's jars into <run>/kafka-libs with Maven, unless the pom did not change."""
+    pom = ctx.deploy_file("pom.xml")
+    libs = _kafka_libs(ctx)
+    stamp = libs / ".resolved-from"
+    digest = hashlib.sha256(pom.read_bytes()).hexdigest()
+    with contextlib.suppress(OSError):
+        if stamp.read_text().strip() == digest and any(libs.glob("kafka_2.13-*.jar")):
+            return libs
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise StackError(
+            "Maven is missing (needed once, to fetch the Kafka jars):"
+            " install it with `sudo apt-get install -y maven`"
+        )
+    maven_log = ctx.log("maven")
+    partial = libs.with_name(libs.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    ctx.say(f"kafka: resolving the broker's jars with Maven into {_pretty(libs)} (once)...")
+    argv = [mvn, "-B", "-q", "-Dstyle.color=never", "-f", str(pom), "dependency:copy-dependencies"]
+    argv.append(f"-DoutputDirectory={partial}")
+    code = _run_logged(argv, maven_log)
+    if code != 0 or not any(partial.glob("kafka_2.13-*.jar")):
+        raise StackError(
+            f"Maven could not resolve the Kafka jars (exit {code}); see {_pretty(maven_log)}"
+        )
+    shutil.rmtree(libs, ignore_errors=True)
+    partial.rename(libs)
+    stamp.write_text(digest + "\n")
+    return libs
+
+
+def _kafka_cluster_id() -> str:
+    """A KRaft cluster id as Kafka's Uuid.randomUuid makes it: 16 random bytes, base64url."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
+
+
+def _kafka_props(ctx: Context) -> Path:
+    return ctx.data("kafka") / "server.properties"
+
+
+def _kafka_java_cmd(ctx: Context, java: str, heap: Sequence[str]) -> list[str]:
+    log4j2 = ctx.deploy_file("log4j2.xml")
+    return [
+        java,
+        *heap,
+        f"-Dlog4j2.configurationFile={log4j2}",
+        f"-Dkafka.logs.dir={ctx.logs_dir}",
+        "-cp",
+        str(_kafka_libs(ctx) / "*"),
+    ]
+
+
+def _prepare_kafka(ctx: Context, port: int) -> None:
+    java = _java()
+    controller_port = _kafka_controller_port(port)
+    if _tcp_open(controller_port):
+        raise StackError(
+            f"kafka: controller port {controller_port} is taken by another program:"
+            " stop it or set BORDERMON_STACK_KAFKA_CONTROLLER_PORT to a free port"
+        )
+    resolve_kafka_jars(ctx)
+    data = ctx.data("kafka")
+    log_dir = data / "data"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    template = string.Template(ctx.deploy_file("server.properties.template").read_text())
+    try:
+        props = template.substitute(
+            kafka_port=port, controller_port=controller_port, log_dir=str(log_dir)
+        )
+    except (KeyError, ValueError) as error:
+        raise StackError(
+            f"deploy/local/server.properties.template: bad placeholder {error}"
+        ) from None
+    _kafka_props(ctx).write_text(props)
+    if (log_dir / "meta.properties").exists():
+        return
+    ctx.say(f"kafka: formatting storage in {_pretty(log_dir)} (once)")
+    argv = [
+        *_kafka_java_cmd(ctx, java, ("-Xmx256m",)),
+        "kafka.tools.StorageTool",
+        "format",
+        "--ignore-formatted",
+        "-t",
+        _kafka_cluster_id(),
+        "-c",
+        str(_kafka_props(ctx)),
+    ]
+    log = ctx.log("kafka")
+    code = _run_logged(argv, log)
+    if code != 0:
+        raise StackError(f"kafka: formatting storage failed (exit {code}); see {_pretty(log)}")
+
+
+def _kafka_command(ctx: Context, port: int) -> list[str]:
+    heap = tuple(os.environ.get("KAFKA_HEAP_OPTS", "").split()) or KAFKA_HEAP_OPTS
+    return [
+        *_kafka_java_cmd(ctx, _java(), (*heap, *KAFKA_JVM_OPTS)),
+        "kafka.Kafka",
+        str(_kafka_props(ctx)),
+    ]
+
+
+_QUIET_LOGGER = logging.getLogger("bordermon.stack.librdkafka")
+_QUIET_LOGGER.addHandler(logging.NullHandler())
+_QUIET_LOGGER.propagate = False
+
+
+def probe_kafka(port: int, timeout: float) -> Probe:
+    """UP when a Kafka AdminClient can list topics through 127.0.0.1:port."""
+    if not _tcp_open(port, min(timeout, 1.0)):
+        return Probe(Answer.DOWN)
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    config: dict[str, Any] = {"bootstrap.servers": f"127.0.0.1:{port}", "logger": _QUIET_LOGGER}
+    admin = AdminClient(config)
+    try:
+        metadata = admin.list_topics(timeout=timeout)
+    except KafkaException as error:
+        return Probe(Answer.FOREIGN, f"no Kafka metadata: {error.args[0]}")
+    if not metadata.brokers:
+        return Probe(Answer.FOREIGN, "no brokers in the metadata")
+    return Probe(Answer.UP)
+
+
+KAFKA = Service(
+    name="kafka",
+    default_port=9092,
+    port_env="BORDERMON_STACK_KAFKA_PORT",
+    process_marker="kafka.Kafka",
+    probe=probe_kafka,
+    prepare=_prepare_kafka,
+    command=_kafka_command,
+    url=lambda port: f"127.0.0.1:{port}",
+)
+
+
+# --- Redis ------------------------------------------------------------------------------------
+
+
+def probe_redis(port: int, timeout: float) -> Probe:
+    """UP when 127.0.0.1:port answers PING with +PONG (plain RESP: no client library needed)."""
+    try:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    except OSError:
+        return Probe(Answer.DOWN)
+    try:
+        with sock:
+            sock.sendall(b"PING\r\n")
+            reply = sock.recv(256)
+    except OSError as error:
+        return Probe(Answer.FOREIGN, f"no answer to PING: {error}")
+    if reply.startswith(b"+PONG"):
+        return Probe(Answer.UP)
+    first = reply.split(b"\r\n", 1)[0].decode("utf-8", errors="replace")[:120]
+    return Probe(Answer.FOREIGN, f"PING answered {first!r}")
+
+
+def _prepare_redis(ctx: Context, port: int) -> None:
+    ensure_debian_package("redis-server", "redis-server", ctx)
+    ctx.data("redis").mkdir(parents=True, exist_ok=True)
+
+
+def _redis_command(ctx: Context, port: int) -> list[str]:
+    server = ensure_debian_package("redis-server", "redis-server", ctx)
+    return [
+        server,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--protected-mode",
+        "yes",
+        "--appendonly",
+        "yes",
+        "--dir",
+        str(ctx.data("redis")),
+        "--logfile",
+        "",  # stdout, which _spawn appends to run/logs/redis.log
+        "--daemonize",
+        "no",  # _spawn detaches it and keeps the pid file
+    ]
+
+
+REDIS = Service(
+    name="redis",
+    default_port=6379,
+    port_env="BORDERMON_STACK_REDIS_PORT",
+    process_marker="redis-server",
+    probe=probe_redis,
+    prepare=_prepare_redis,
+    command=_redis_command,
+    url=lambda port: f"redis://127.0.0.1:{port}/0",
+    start_timeout=30.0,
+)
+
+# To add a service (Prometheus is next): write its probe, prepare and command hooks, make a
+# Service(...) like the two above and append it here; up/down/status, pid files, logs and
+# waiting come with it.
+SERVICES: tuple[Service, ...] = (KAFKA, REDIS)
+"""Started in this order, stopped in reverse."""
+
+
+# --- the commands -----------------------------------------------------------------------------
+
+
+def _select(names: Sequence[str] | None) -> list[Service]:
+    if not names:
+        return list(SERVICES)
+    known = {s.name: s for s in SERVICES}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise StackError(f"unknown service {', '.join(unknown)}; known: {', '.join(known)}")
+    return [s for s in SERVICES if s.name in names]
+
+
+def _context(run_dir: Path | str | None, quiet: bool) -> Context:
+    def say(line: str) -> None:
+        if not quiet:
+            print(line, flush=True)
+
+    return Context(repo=find_repo(), run_dir=run_dir_path(run_dir), say=say)
+
+
+@contextlib.contextmanager
+def _lock(ctx: Context) -> Iterator[None]:
+    """One `up`/`down` at a time per run folder (parallel test sessions call `up` too)."""
+    import fcntl
+
+    ctx.run_dir.mkdir(parents=True, exist_ok=True)
+    with (ctx.run_dir / ".stack.lock").open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            ctx.say("waiting for another `bordermon stack` command to finish...")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _state(service: Service, ctx: Context, probe_timeout: float = 3.0) -> ServiceState:
+    port = service.port()
+    probe = service.probe(port, probe_timeout)
+    return ServiceState(
+        name=service.name,
+        address=service.address(),
+        url=service.url(port),
+        up=probe.answer is Answer.UP,
+        pid=_managed_pid(service, ctx),
+        log=ctx.log(service.name),
+        detail=probe.detail,
+    )
+
+
+def _wait_ready(service: Service, ctx: Context, pid: int, timeout: float) -> None:
+    port, log = service.port(), ctx.log(service.name)
+    deadline = time.monotonic() + timeout
+    while True:
+        if service.probe(port, 2.0).answer is Answer.UP:
+            return
+        if not _alive(pid, service.process_marker):
+            ctx.pidfile(service.name).unlink(missing_ok=True)
+            raise StackError(
+                f"{service.name} exited while starting; see {_pretty(log)}, which ends with:"
+                + _log_tail(log)
+            )
+        if time.monotonic() > deadline:
+            raise StackError(
+                f"{service.name} (pid {pid}) did not answer on {service.address()} within"
+                f" {timeout:.0f}s; see {_pretty(log)}. It is left running: `bordermon stack up`"
+                " waits for it again, `bordermon stack down` stops it"
+            )
+        time.sleep(0.5)
+
+
+def _up_one(service: Service, ctx: Context, timeout: float | None) -> ServiceState:
+    port = service.port()
+    pid = _managed_pid(service, ctx)
+    probe = service.probe(port, 3.0)
+    if probe.answer is Answer.UP:
+        note = "" if pid else " (not started by `bordermon stack`; left as it is)"
+        ctx.say(f"{service.name}: already up at {service.address()}{note}")
+        return _state(service, ctx)
+    started = time.monotonic()
+    if pid is None:
+        if probe.answer is Answer.FOREIGN:
+            raise StackError(
+                f"{service.name}: port {port} is taken by something that does not answer like"
+                f" {service.name} ({probe.detail}); stop it or set {service.port_env}"
+                " to a free port"
+            )
+        service.prepare(ctx, port)
+        argv = service.command(ctx, port)
+        data = ctx.data(service.name)
+        data.mkdir(parents=True, exist_ok=True)
+        ctx.say(f"{service.name}: starting on {service.address()}")
+        pid = _spawn(argv, ctx.log(service.name), cwd=data)
+        ctx.pidfile(service.name).write_text(f"{pid}\n")
+    else:
+        ctx.say(f"{service.name}: pid {pid} is running but not answering yet; waiting for it")
+    _wait_ready(service, ctx, pid, timeout or service.start_timeout)
+    elapsed = time.monotonic() - started
+    ctx.say(f"{service.name}: up at {service.address()} (pid {pid}, {elapsed:.1f}s)")
+    return _state(service, ctx)
+
+
+def _stop_pid(pid: int, marker: str, timeout: float) -> bool:
+    """SIGTERM, wait, then SIGKILL; True when it stopped before the SIGKILL."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(pid, marker):
+            return True
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while _alive(pid, marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return False
+
+
+def _down_one(service: Service, ctx: Context) -> ServiceState:
+    pid = _managed_pid(service, ctx)
+    if pid is None:
+        if service.probe(service.port(), 2.0).answer is Answer.UP:
+            ctx.say(
+                f"{service.name}: up at {service.address()} but not started by"
+                f" `bordermon stack` (no pid file in {_pretty(ctx.data(service.name))});"
+                " left running"
+            )
+        else:
+            ctx.say(f"{service.name}: already down")
+        return _state(service, ctx, probe_timeout=1.0)
+    ctx.say(f"{service.name}: stopping pid {pid}")
+    clean = _stop_pid(pid, service.process_marker, STOP_TIMEOUT_S)
+    ctx.pidfile(service.name).unlink(missing_ok=True)
+    how = "stopped" if clean else f"killed (did not stop within {STOP_TIMEOUT_S:.0f}s of SIGTERM)"
+    ctx.say(f"{service.name}: {how}")
+    return _state(service, ctx, probe_timeout=1.0)
+
+
+def up(
+    services: Sequence[str] | None = None,
+    *,
+    run_dir: Path | str | None = None,
+    timeout: float | None = None,
+    quiet: bool = False,
+) -> StackReport:
+    """Start the services that are not up and wait until each answers; raises StackError."""
+    ctx = _context(run_dir, quiet)
+    chosen = _select(services)
+    with _lock(ctx):
+        states = tuple(_up_one(service, ctx, timeout) for service in chosen)
+    ctx.say(f"logs: {_pretty(ctx.logs_dir)}/ ({', '.join(s.name + '.log' for s in chosen)})")
+    return StackReport(states)
+
+
+def down(
+    services: Sequence[str] | None = None,
+    *,
+    run_dir: Path | str | None = None,
+    quiet: bool = False,
+) -> StackReport:
+    """Stop the services this stack started (SIGTERM, then SIGKILL); others are left alone."""
+    ctx = _context(run_dir, quiet)
+    chosen = _select(services)
+    with _lock(ctx):
+        states = [_down_one(service, ctx) for service in reversed(chosen)]
+    return StackReport(tuple(reversed(states)))
+
+
+def status(
+    services: Sequence[str] | None = None,
+    *,
+    run_dir: Path | str | None = None,
+    quiet: bool = False,
+) -> StackReport:
+    """Probe each service; prints one line per service unless quiet."""
+    ctx = _context(run_dir, quiet)
+    report = StackReport(tuple(_state(s, ctx) for s in _select(services)))
+    for state in report.services:
+        line = f"{state.name:<6} {'up' if state.up else 'down':<5} {state.address:<16}"
+        if state.up:
+            if state.pid:
+                line += f" pid {state.pid}  log {_pretty(state.log)}"
+            else:
+                line += " (not started by `bordermon stack`)"
+        elif state.pid:
+            line += f" pid {state.pid} is running but not answering; see {_pretty(state.log)}"
+        elif state.detail:
+            line += f" port taken by something else: {state.detail}"
+        ctx.say(line.rstrip())
+    if not report.all_up:
+        ctx.say("start what is down with `bordermon stack up`")
+    return report
+
+
+# --- command line -----------------------------------------------------------------------------
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "action",
+        choices=("up", "down", "status"),
+        help="up: start and wait until all answer; down: stop; status: exit 0 when all are up",
+    )
+    parser.add_argument(
+        "services",
+        nargs="*",
+        metavar="SERVICE",
+        help=f"only these services ({', '.join(s.name for s in SERVICES)}; default: all)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help=f"how long `up` waits for each service to answer (default {DEFAULT_TIMEOUT_S:.0f})",
+    )
+    parser.add_argument(
+        "--run-dir",
+        metavar="DIR",
+        help=f"data, pid files and logs (default: ${RUN_DIR_ENV} or <repo>/run)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    services = getattr(args, "services", None) or None
+    run_dir = getattr(args, "run_dir", None)
+    try:
+        if args.action == "up":
+            up(services, run_dir=run_dir, timeout=getattr(args, "timeout", None))
+            return 0
+        if args.action == "down":
+            down(services, run_dir=run_dir)
+            return 0
+        return 0 if status(services, run_dir=run_dir).all_up else 1
+    except StackError as error:
+        print(f"bordermon stack: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    _parser = argparse.ArgumentParser(prog="python -m bordermon.stack", description=__doc__)
+    configure_parser(_parser)
+    sys.exit(run(_parser.parse_args()))

@@ -1,0 +1,156 @@
+"""Running real bordermon workers and talking to real topics, for the integration tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from confluent_kafka import Consumer, Producer
+
+from bordermon.core.crossing import consignment_id_of
+
+QUIET = {"log_level": 0, "logger": lambda *args: None}  # keep librdkafka off stderr
+
+
+@dataclass
+class WorkerProcess:
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if "Worker]: Ready" in self.log():
+                return
+            if self.process.poll() is not None:
+                raise AssertionError(f"worker exited early:\n{self.log()[-3000:]}")
+            time.sleep(0.2)
+        raise AssertionError(f"worker not ready after {timeout}s:\n{self.log()[-3000:]}")
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def worker_env(
+    kafka_bootstrap: str, redis_url: str, topics: dict[str, str], group: str, **extra: str
+) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "BORDERMON_KAFKA_BOOTSTRAP": kafka_bootstrap,
+            "BORDERMON_REDIS_URL": redis_url,
+            "BORDERMON_CROSSINGS_TOPIC": topics["crossings"],
+            "BORDERMON_FLAGS_TOPIC": topics["flags"],
+            "BORDERMON_DEAD_LETTER_TOPIC": topics["dead_letter"],
+            "BORDERMON_CONSUMER_GROUP": group,
+            "BORDERMON_METRICS_PORT": "0",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+@contextmanager
+def running_worker(env: dict[str, str], log_path: Path) -> Iterator[WorkerProcess]:
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bordermon", "worker"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    worker = WorkerProcess(process, log_path)
+    try:
+        worker.wait_ready()
+        yield worker
+    finally:
+        worker.stop()
+
+
+def publish_lines(bootstrap: str, topic: str, lines: Iterable[bytes]) -> int:
+    """Byte for byte, keyed by consignment_id when one can be read (like `publish --raw`)."""
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5, **QUIET}
+    )
+    count = 0
+    for line in lines:
+        cid = consignment_id_of(line)
+        producer.produce(topic, line, key=cid.encode() if cid is not None else None)
+        count += 1
+        if count % 1000 == 0:
+            producer.poll(0)
+    assert producer.flush(30) == 0, "not every event was acknowledged"
+    return count
+
+
+def publish_keyed(
+    bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes]]
+) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, **QUIET})
+    for key, value in records:
+        producer.produce(topic, value, key=key)
+    assert producer.flush(30) == 0
+
+
+def read_topic(
+    bootstrap: str,
+    topic: str,
+    *,
+    until_count: int | None = None,
+    timeout: float = 60.0,
+    idle: float = 3.0,
+) -> list[Any]:
+    """Every message from the start: stop at `until_count`, or after `idle` s with nothing new
+    once `until_count` is reached or not given, or at `timeout`."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"test-reader-{time.time_ns()}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            **QUIET,
+        }
+    )
+    consumer.subscribe([topic])
+    messages: list[Any] = []
+    deadline = time.monotonic() + timeout
+    last_new = time.monotonic()
+    try:
+        while time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is not None and message.error() is None:
+                messages.append(message)
+                last_new = time.monotonic()
+                continue
+            reached = until_count is None or len(messages) >= until_count
+            if reached and time.monotonic() - last_new > idle:
+                break
+    finally:
+        consumer.close()
+    return messages
+
+
+def flags_of(messages: list[Any]) -> list[dict[str, Any]]:
+    return [orjson.loads(message.value()) for message in messages]

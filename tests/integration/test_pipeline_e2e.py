@@ -1,0 +1,228 @@
+"""The streaming pipeline on real Kafka and Redis (SPEC §2, §6): scanners -> worker -> flags.
+
+Each test gets its own topics, consumer group and Redis database, and runs `bordermon worker`
+as a real subprocess.
+"""
+
+from __future__ import annotations
+
+import io
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import redis
+from harness import (
+    flags_of,
+    publish_keyed,
+    publish_lines,
+    read_topic,
+    running_worker,
+    worker_env,
+)
+
+from bordermon.core import DetectionConfig, load_watchlist
+from bordermon.replay import replay
+from bordermon.scanner.simulator import SimulationSpec, generate
+
+pytestmark = pytest.mark.integration
+
+CONFIG = DetectionConfig(watchlist=load_watchlist(["builtin:chpl"]))
+STATE_PREFIX = b"bordermon:state:"
+
+
+def event(**fields: Any) -> bytes:
+    doc = {
+        "schema": "crossing/1",
+        "checkpoint": "KZ-NUR-ZHOLY",
+        "from_country": "CN",
+        "to_country": "KZ",
+        "goods": [{"hs_code": "8542.31", "value_usd": 5000}],
+    }
+    doc.update(fields)
+    return orjson.dumps(doc)
+
+
+def replay_flags(lines: list[bytes]) -> dict[str, dict[str, Any]]:
+    out = io.BytesIO()
+    replay(io.BytesIO(b"\n".join(lines) + b"\n"), out, CONFIG)
+    return {f["flag_id"]: f for f in map(orjson.loads, out.getvalue().splitlines())}
+
+
+def simulated_lines(consignments: int, seed: int) -> list[bytes]:
+    return list(generate(SimulationSpec(consignments=consignments, seed=seed)))
+
+
+def test_scenario_gives_exact_flags_dead_letters_and_state(
+    kafka_bootstrap: str,
+    redis_test_url: str,
+    redis_client: redis.Redis[bytes],
+    unique_topics: Any,
+    tmp_path: Path,
+) -> None:
+    exit_a = event(
+        event_id="a-x",
+        consignment_id="A",
+        checkpoint="KZ-TASKALA",
+        from_country="KZ",
+        to_country="RU",
+        observed_at="2024-03-04T09:00:00+03:00",
+    )
+    entry_a = event(
+        event_id="a-e",
+        consignment_id="A",
+        observed_at="2024-03-01T10:00:00+06:00",
+        declared_destination="KZ",
+    )
+    b_in = event(
+        event_id="b-e", consignment_id="B", from_country="RU", observed_at="2024-03-01T00:00:00Z"
+    )
+    b_out = event(
+        event_id="b-x",
+        consignment_id="B",
+        from_country="KZ",
+        to_country="RU",
+        observed_at="2024-03-02T00:00:00Z",
+    )
+    c_in = event(event_id="c-e", consignment_id="C", observed_at="2024-03-01T00:00:00Z")
+    c_out = event(
+        event_id="c-x",
+        consignment_id="C",
+        from_country="KZ",
+        to_country="KG",
+        observed_at="2024-03-02T00:00:00Z",
+    )
+    broken = b'{"event_id": "d-1", "consignment_id": "D", '
+    wrong_key = event(event_id="e-1", consignment_id="E", observed_at="2024-03-01T00:00:00Z")
+    no_goods = orjson.dumps(
+        {**orjson.loads(c_in), "event_id": "f-1", "consignment_id": "F", "goods": None}
+    )
+    no_goods = no_goods.replace(b'"goods":null,', b"").replace(b',"goods":null', b"")
+    records = [
+        (b"A", exit_a),  # the exit first: out of order
+        (b"B", b_in),
+        (b"D", broken),
+        (b"A", entry_a),
+        (b"A", entry_a),  # a duplicate
+        (b"B", b_out),
+        (b"NOT-E", wrong_key),
+        (b"C", c_in),
+        (b"C", c_out),
+        (b"F", no_goods),
+    ]
+    publish_keyed(kafka_bootstrap, unique_topics.crossings, records)
+    env = worker_env(kafka_bootstrap, redis_test_url, unique_topics.names, f"g-{uuid.uuid4()}")
+    with running_worker(env, tmp_path / "worker.log"):
+        flag_messages = read_topic(kafka_bootstrap, unique_topics.flags, until_count=1)
+        dead = read_topic(kafka_bootstrap, unique_topics.dead_letter, until_count=3)
+
+    [flag] = flags_of(flag_messages)
+    assert flag_messages[0].key() == b"A"
+    assert flag["flag_id"] == replay_flags([r[1] for r in records]).popitem()[0]
+    assert (flag["entry"]["event_id"], flag["exit"]["event_id"]) == ("a-e", "a-x")
+    assert flag["dwell_seconds"] == 3 * 86400 + 3600 * 2  # 04:00Z -> 06:00Z three days later
+    assert flag["severity"] == "high"
+    assert flag["reasons"] == ["chpl:1:854231", "declared-destination:KZ"]
+
+    assert len(dead) == 3
+    by_reason = {dict(m.headers())["error"].decode(): m for m in dead}
+    assert set(by_reason) == {"invalid_json", "key_mismatch", "missing_field:goods"}
+    assert by_reason["invalid_json"].value() == broken  # the original bytes, untouched
+    assert by_reason["key_mismatch"].key() == b"NOT-E"
+    headers = dict(by_reason["key_mismatch"].headers())
+    assert headers["source_topic"].decode() == unique_topics.crossings
+    assert int(headers["source_partition"]) >= 0 and int(headers["source_offset"]) >= 0
+    assert headers["detail"]
+
+    state_a = orjson.loads(redis_client.get(STATE_PREFIX + b"A") or b"{}")
+    assert state_a["f"] == ["transit-to-ru"] and "p" not in state_a and state_a["n"] == 2
+    assert redis_client.exists(STATE_PREFIX + b"B") and redis_client.exists(STATE_PREFIX + b"C")
+    assert not redis_client.exists(STATE_PREFIX + b"D")
+    ttl = redis_client.ttl(STATE_PREFIX + b"A")
+    assert 37 * 86400 - 120 <= ttl <= 37 * 86400  # window + 7 days
+
+
+def test_stream_and_replay_give_the_same_flag_ids(
+    kafka_bootstrap: str,
+    redis_test_url: str,
+    redis_client: redis.Redis[bytes],
+    unique_topics: Any,
+    tmp_path: Path,
+) -> None:
+    lines = simulated_lines(800, seed=7)
+    expected = replay_flags(lines)
+    assert len(expected) > 100
+    publish_lines(kafka_bootstrap, unique_topics.crossings, lines)
+    env = worker_env(kafka_bootstrap, redis_test_url, unique_topics.names, f"g-{uuid.uuid4()}")
+    with running_worker(env, tmp_path / "worker.log"):
+        flags = flags_of(
+            read_topic(kafka_bootstrap, unique_topics.flags, until_count=len(expected))
+        )
+    assert {f["flag_id"] for f in flags} == set(expected)
+    for flag in flags:
+        replayed = expected[flag["flag_id"]]
+        assert {k: v for k, v in flag.items() if k != "detected_at"} == {
+            k: v for k, v in replayed.items() if k != "detected_at"
+        }
+
+
+def test_sigkill_mid_stream_loses_no_flag_and_makes_no_new_id(
+    kafka_bootstrap: str,
+    redis_test_url: str,
+    redis_client: redis.Redis[bytes],
+    unique_topics: Any,
+    tmp_path: Path,
+) -> None:
+    lines = simulated_lines(1500, seed=11)
+    expected = replay_flags(lines)
+    half = len(lines) // 2
+    env = worker_env(
+        kafka_bootstrap,
+        redis_test_url,
+        unique_topics.names,
+        f"g-{uuid.uuid4()}",
+        BORDERMON_BATCH_MAX_EVENTS="25",  # small batches: many commit points to die between
+    )
+    publish_lines(kafka_bootstrap, unique_topics.crossings, lines[:half])
+    with running_worker(env, tmp_path / "worker-1.log") as worker:
+        read_topic(kafka_bootstrap, unique_topics.flags, until_count=20, idle=0)
+        worker.kill()  # SIGKILL: no shutdown, no final commit
+    publish_lines(kafka_bootstrap, unique_topics.crossings, lines[half:])
+    with running_worker(env, tmp_path / "worker-2.log"):
+        flags = flags_of(
+            read_topic(kafka_bootstrap, unique_topics.flags, until_count=len(expected))
+        )
+    ids = [f["flag_id"] for f in flags]
+    assert set(ids) == set(expected)  # none lost, none new
+    first_seen: dict[str, dict[str, Any]] = {}
+    for flag in flags:  # a re-delivered flag is the same flag, detected_at included
+        assert first_seen.setdefault(flag["flag_id"], flag) == flag
+
+
+def test_two_workers_give_the_same_flags_as_one(
+    kafka_bootstrap: str,
+    redis_test_url: str,
+    redis_client: redis.Redis[bytes],
+    unique_topics: Any,
+    tmp_path: Path,
+) -> None:
+    lines = simulated_lines(1000, seed=13)
+    expected = replay_flags(lines)
+    env = worker_env(
+        kafka_bootstrap,
+        redis_test_url,
+        unique_topics.names,
+        f"g-{uuid.uuid4()}",
+        BORDERMON_BATCH_MAX_EVENTS="50",
+    )
+    with (
+        running_worker(env, tmp_path / "worker-a.log"),
+        running_worker(env, tmp_path / "worker-b.log"),
+    ):
+        publish_lines(kafka_bootstrap, unique_topics.crossings, lines)
+        flags = flags_of(
+            read_topic(kafka_bootstrap, unique_topics.flags, until_count=len(expected))
+        )
+    assert {f["flag_id"] for f in flags} == set(expected)

@@ -24,7 +24,7 @@ import faust
 from bordermon.core.flag import Flag
 from bordermon.core.pipeline import Message, Reject
 from bordermon.core.rule import DetectionConfig
-from bordermon.metrics import STORE_ERRORS
+from bordermon.metrics import CONSIGNMENTS_IN_STATE, CONSUMER_LAG, STORE_ERRORS
 from bordermon.processor.batch import BatchProcessor
 from bordermon.processor.dead_letter import dead_letter_headers
 from bordermon.settings import Settings
@@ -33,6 +33,8 @@ from bordermon.stores.base import StateStore, StoreUnavailable
 log = logging.getLogger("bordermon.worker")
 
 EXIT_UNEXPECTED = 70  # EX_SOFTWARE
+LAG_INTERVAL_S = 5.0
+STATE_COUNT_INTERVAL_S = 30.0
 
 
 class KafkaSinks:
@@ -108,6 +110,10 @@ def create_app(
     max_events = settings.batch_max_events
     within_s = settings.batch_max_wait_ns / 1e9
 
+    # Next offset to process, per partition: lag is measured against what was *processed*,
+    # not merely fetched into faust's buffers.
+    next_offsets: dict[int, int] = {}
+
     @app.agent(crossings, name="crossings")
     async def process_crossings(stream: faust.StreamT[bytes]) -> None:
         # take_events is on the Stream class, not on faust's StreamT protocol.
@@ -115,9 +121,56 @@ def create_app(
         async for events in batches:
             messages = [_to_message(event) for event in events]
             await _process_until_done(processor, messages, retry_max_s)
+            for message in messages:
+                if message.position >= next_offsets.get(message.partition, 0):
+                    next_offsets[message.partition] = message.position + 1
+
+    @app.timer(interval=LAG_INTERVAL_S)  # type: ignore[untyped-decorator]
+    async def report_lag() -> None:
+        await _report_lag(app, settings.crossings_topic, next_offsets)
+
+    @app.timer(interval=STATE_COUNT_INTERVAL_S)  # type: ignore[untyped-decorator]
+    async def report_state_size() -> None:
+        count = await store_size(store)
+        if count is not None:
+            CONSIGNMENTS_IN_STATE.set(count)
 
     app.bordermon_processor = processor  # type: ignore[attr-defined]
     return app
+
+
+async def _report_lag(app: faust.App, topic: str, next_offsets: dict[int, int]) -> None:
+    """Lag per assigned crossings partition: high watermark minus the next offset to process."""
+    consumer = app.consumer
+    assigned = {tp.partition: tp for tp in consumer.assignment() if tp.topic == topic}
+    for partition, tp in assigned.items():
+        try:
+            highwater = consumer.highwater(tp)
+        except Exception:  # not fetched yet: no watermark known
+            continue
+        if highwater is None:
+            continue
+        position = next_offsets.get(partition)
+        if position is None:
+            position = await consumer.position(tp)
+        if position is not None:
+            CONSUMER_LAG.labels(topic, str(partition)).set(max(highwater - position, 0))
+    # Partitions that moved to another worker are that worker's to report.
+    # prometheus_client has no public way to list a metric's label sets.
+    for labels in list(CONSUMER_LAG._metrics):
+        if labels[0] == topic and int(labels[1]) not in assigned:
+            CONSUMER_LAG.remove(*labels)
+
+
+async def store_size(store: StateStore) -> int | None:
+    """Consignments held, when the store can tell cheaply (the Redis store: DBSIZE)."""
+    size = getattr(store, "size", None)
+    if size is None:
+        return None
+    try:
+        return int(await size())
+    except StoreUnavailable:
+        return None
 
 
 def _to_message(event: Any) -> Message:

@@ -68,6 +68,8 @@ class RedisClient(Protocol):
 
     async def aclose(self) -> None: ...
 
+    async def dbsize(self) -> int: ...
+
 
 class RedisStore:
     """A `StateStore` on Redis: one `MGET` per `load`, one pipelined round trip per `save`.
@@ -183,6 +185,16 @@ class RedisStore:
             await pipe.execute()
         except (RedisError, OSError) as error:
             raise self._unavailable("save", error) from error
+
+    async def size(self) -> int:
+        """Keys in the store's database (DBSIZE: O(1)); the `consignments in state` gauge.
+
+        Counts every key of the database, so give bordermon a database of its own.
+        """
+        try:
+            return int(await self._client.dbsize())
+        except (RedisError, OSError) as error:
+            raise self._unavailable("size", error) from error
 
     async def close(self) -> None:
         await self._client.aclose()

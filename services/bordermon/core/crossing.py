@@ -149,29 +149,31 @@ def _goods(doc: Mapping[str, Any]) -> tuple[str, ...]:
         raise _invalid("goods", f"'goods' must have 1-{MAX_GOODS_LINES} lines, got {len(lines)}")
     codes: list[str] = []
     for index, line in enumerate(lines):
-        where = f"goods[{index}]"
         if type(line) is not dict:
-            raise _invalid("goods", f"{where} must be an object, got {_json_type(line)}")
-        if line.get("hs_code") is None:
-            # A goods line without its code cannot be matched against any watchlist.
-            raise _invalid("goods", f"{where}.hs_code is required")
-        code = normalize_hs_code(line["hs_code"])
+            raise _invalid("goods", f"goods[{index}] must be an object, got {_json_type(line)}")
+        raw_code = line.get("hs_code")
+        code = None if raw_code is None else normalize_hs_code(raw_code)
         if code is None:
             raise _invalid(
                 "goods",
-                f"{where}.hs_code {line['hs_code']!r} must be a string of 6-10 digits"
+                f"goods[{index}].hs_code {raw_code!r} must be a string of 6-10 digits"
                 " (dots and spaces are ignored)",
             )
         codes.append(code)
-        for number_field in ("value_usd", "quantity"):
-            value = line.get(number_field)
-            if value is not None and (not _is_number(value) or value < 0):
-                raise _invalid("goods", f"{where}.{number_field} must be a number >= 0")
-        for text_field in ("description", "unit"):
-            value = line.get(text_field)
-            if value is not None and type(value) is not str:
-                raise _invalid("goods", f"{where}.{text_field} must be a string")
+        if len(line) > 1:  # only the code: nothing else to check (the common scanner line)
+            _check_goods_extras(line, index)
     return tuple(codes)
+
+
+def _check_goods_extras(line: Mapping[str, Any], index: int) -> None:
+    for number_field in ("value_usd", "quantity"):
+        value = line.get(number_field)
+        if value is not None and (not _is_number(value) or value < 0):
+            raise _invalid("goods", f"goods[{index}].{number_field} must be a number >= 0")
+    for text_field in ("description", "unit"):
+        value = line.get(text_field)
+        if value is not None and type(value) is not str:
+            raise _invalid("goods", f"goods[{index}].{text_field} must be a string")
 
 
 def _transport(doc: Mapping[str, Any]) -> None:

@@ -61,9 +61,11 @@ class ConsignmentState:
     def has_seen(self, event_id: str, event_fingerprint: bytes) -> bool:
         if event_fingerprint in self.seen:
             return True
-        return any(s.event_id == event_id for s in self.entries) or any(
-            s.event_id == event_id for s in self.exits
-        )
+        # Kept crossings are checked by id too: they may have aged out of `seen`.
+        # (Most states keep none or one, so skip the generators when empty.)
+        if self.entries and any(kept.event_id == event_id for kept in self.entries):
+            return True
+        return bool(self.exits) and any(kept.event_id == event_id for kept in self.exits)
 
 
 class Transition(NamedTuple):

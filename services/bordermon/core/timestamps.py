@@ -55,7 +55,9 @@ def parse_instant(text: str) -> int:
         raise InvalidTimestamp(
             f"{text!r} is not RFC 3339 (expected e.g. 2024-03-01T12:00:00Z or ...+05:00)"
         )
-    year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
+    (year, month, day, hour, minute, second, fraction, zulu, sign, off_h, off_m) = match.groups()
+    year, month, day = int(year), int(month), int(day)
+    hour, minute, second = int(hour), int(minute), int(second)
     if year < 1 or not 1 <= month <= 12:
         raise InvalidTimestamp(f"{text!r} has no such month")
     days_in_month = 29 if month == 2 and _is_leap(year) else _DAYS_IN_MONTH[month - 1]
@@ -65,15 +67,12 @@ def parse_instant(text: str) -> int:
     if hour > 23 or minute > 59 or second > 60:
         raise InvalidTimestamp(f"{text!r} has no such time of day")
     offset_seconds = 0
-    if match.group(8) is None:
-        off_hours, off_minutes = int(match.group(10)), int(match.group(11))
+    if zulu is None:
+        off_hours, off_minutes = int(off_h), int(off_m)
         if off_hours > 23 or off_minutes > 59:
             raise InvalidTimestamp(f"{text!r} has an offset out of range")
-        offset_seconds = (off_hours * 3600 + off_minutes * 60) * (
-            -1 if match.group(9) == "-" else 1
-        )
-    fraction = match.group(7) or ""
-    nanos = int((fraction + "000000000")[:9])
+        offset_seconds = (off_hours * 3600 + off_minutes * 60) * (-1 if sign == "-" else 1)
+    nanos = int((fraction + "000000000")[:9]) if fraction else 0
     seconds = (
         _days_from_civil(year, month, day) * 86400
         + hour * 3600

@@ -7,6 +7,7 @@ a dict, so its flags are the worker's flags (same ids; only `detected_at` differ
 
 from __future__ import annotations
 
+import gc
 import itertools
 import time
 from collections.abc import Callable, Iterator
@@ -67,4 +68,7 @@ def replay(
                 states[flag.consignment_id].pending.clear()
         if on_batch is not None:
             on_batch(tally)
+        # States live until the end and hold no cycles: keep the cyclic GC from re-scanning
+        # them all on every collection (that alone doubled the cost of apply at 1M events).
+        gc.freeze()
     return ReplayResult(tally, blank[0], len(states), time.perf_counter() - started)

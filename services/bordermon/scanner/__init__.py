@@ -1,0 +1,1 @@
+"""Scanner side of bordermon: what produces crossing events (publisher, synthetic feed)."""

@@ -195,6 +195,14 @@ Handler = Callable[[argparse.Namespace], int]
 # are imported when the parser is built, so each keeps heavy imports inside `run`.
 _MODULE_COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("bordermon.scanner.simulator", "write realistic synthetic crossing events"),
+    "publish": (
+        "bordermon.scanner.publisher",
+        "publish JSONL crossing events to Kafka, validated, as a scanner does",
+    ),
+    "flags": (
+        "bordermon.alerts.subscriber",
+        "print flags from the flags topic (new ones, or --from-beginning)",
+    ),
     "worker": ("bordermon.processor.worker", "run a stream processor (faust, state in Redis)"),
     "topics": ("bordermon.topics", "create or check the Kafka topics declared under topics/"),
     "stack": ("bordermon.stack", "run the local Kafka + Redis stack (no Docker needed)"),

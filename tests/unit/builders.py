@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import orjson
-from bordermon.core import CrossingEvent, DetectionConfig, load_watchlist, parse_crossing
+
+from bordermon.core import CrossingEvent, load_watchlist, parse_crossing
 
 CHPL = load_watchlist(["builtin:chpl"])
 

@@ -60,13 +60,13 @@ def test_flag_id_is_sha256_of_rule_and_consignment(config: DetectionConfig) -> N
     _, [flag] = run(
         [entry("e1", "2024-03-01T10:00:00Z"), exit_("x1", "2024-03-02T10:00:00Z")], config
     )
-    expected = hashlib.sha256("transit-to-ru\nCONS-1".encode()).hexdigest()[:32]
+    expected = hashlib.sha256(b"transit-to-ru\nCONS-1").hexdigest()[:32]
     assert flag.flag_id == expected
     assert len(flag.flag_id) == 32
 
 
 def test_exit_arriving_before_its_entry_is_matched(config: DetectionConfig) -> None:
-    state, flags = run(
+    _, flags = run(
         [exit_("x1", "2024-03-05T10:00:00Z"), entry("e1", "2024-03-01T10:00:00Z")], config
     )
     assert [(f.entry.event_id, f.exit.event_id) for f in flags] == [("e1", "x1")]

@@ -1,0 +1,816 @@
+"""Publish crossing events to Kafka as a border scanner does: validated, keyed, acknowledged.
+
+Read from a JSONL file or stdin, each line is checked against the crossing event contract
+(SPEC §3) before it is sent, so a broken scanner export is caught here, line by line, instead of
+filling the dead-letter topic. Events go to the crossings topic keyed by their consignment_id
+(one worker owns a consignment), byte for byte as read. `--raw` skips validation and sends
+every line untouched, to try the worker on bad input. `--rate` paces the feed to simulate live
+scanners in a demo. Exit 0 when every event read was valid and acknowledged by Kafka, 1 when
+some were invalid or not acknowledged, 2 when nothing could be sent (bad usage, no broker).
+
+The same module is the scanner SDK: `ScannerPublisher` is what an integrator embeds.
+
+    from bordermon.scanner.publisher import ScannerPublisher
+
+    with ScannerPublisher("kafka-1:9092") as publisher:
+        publisher.check_connection()          # fail fast if the cluster or topic is missing
+        publisher.publish({"event_id": "...", "consignment_id": "...", ...})
+        report = publisher.flush(30)
+    if not report.ok:
+        ...  # report.failed, report.errors: keep the events and retry later
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import IO, TYPE_CHECKING, Any, Protocol
+
+import orjson
+
+from bordermon.core.crossing import (
+    CrossingEvent,
+    InvalidCrossing,
+    consignment_id_of,
+    parse_crossing,
+)
+
+if TYPE_CHECKING:
+    # confluent-kafka takes ~0.1 s to import: only `run` and the SDK objects load it.
+    from confluent_kafka import KafkaError, Message
+
+__all__ = [
+    "DEFAULT_PRODUCER_CONFIG",
+    "BrokerUnreachable",
+    "Delivery",
+    "DeliveryReport",
+    "KafkaUnavailable",
+    "PublishError",
+    "ScannerPublisher",
+    "TopicNotFound",
+    "configure_parser",
+    "run",
+]
+
+KAFKA_LOGGER = "bordermon.kafka"
+"""librdkafka's own log goes to this Python logger (not straight to stderr), so an application
+decides what to show; the CLI shows it only with --verbose."""
+
+DEFAULT_PRODUCER_CONFIG: Mapping[str, str | int | bool] = {
+    # Idempotence + acks=all: a retried send never duplicates or reorders events of a partition,
+    # and an acknowledged event survives the loss of the partition leader.
+    "enable.idempotence": True,
+    "acks": "all",
+    # A few milliseconds of batching costs nothing next to the 1 s scan-to-flag budget and
+    # turns a burst of scans into one request.
+    "linger.ms": 5,
+    # JSON compresses 3-5x; lz4 is the cheapest codec in CPU, which matters on scanner hardware.
+    "compression.type": "lz4",
+    # SPEC §2: nothing relies on auto-creation. A missing topic is an error, not a new topic.
+    "allow.auto.create.topics": False,
+    "client.id": "bordermon-scanner",
+}
+
+CONNECT_TIMEOUT_S = 5.0
+# A refused connection is reported in milliseconds, but a host name can resolve to several
+# addresses (localhost: ::1 and 127.0.0.1) and librdkafka tries them one per reconnect: give it
+# this long to try them all before believing "all brokers down".
+_ALL_DOWN_GRACE_S = 1.5
+_MAX_BUFFER_RETRY_POLL_S = 0.1
+
+
+# --- errors -----------------------------------------------------------------------------------
+
+
+class KafkaUnavailable(RuntimeError):
+    """Kafka cannot be used right now: the cluster is unreachable or the topic is missing."""
+
+
+class BrokerUnreachable(KafkaUnavailable):
+    """No broker of the bootstrap list answered (refused, unresolvable, or silent)."""
+
+
+class TopicNotFound(KafkaUnavailable):
+    """The cluster answers but the topic does not exist (topics are created on purpose)."""
+
+
+class PublishError(RuntimeError):
+    """The Kafka client refused an event before sending it (too large, or a fatal client error).
+
+    Distinct from a failed delivery: nothing was queued, so the caller can keep the event.
+    """
+
+
+# --- client plumbing shared with the flags subscriber -----------------------------------------
+
+
+class _KafkaClient(Protocol):
+    """What the connection check needs from a confluent-kafka Producer or Consumer."""
+
+    def list_topics(self, topic: str | None = None, timeout: float = -1) -> Any: ...
+
+
+class ClientErrors:
+    """Collects librdkafka's asynchronous client errors (the `error_cb`).
+
+    Connection failures are reported there, not by the call that waits for them, so the
+    connection check reads them to fail in a fraction of a second on a refused connection
+    instead of waiting out its whole timeout.
+    """
+
+    def __init__(self) -> None:
+        self.seen: list[KafkaError] = []
+        self.fatal: KafkaError | None = None
+
+    def __call__(self, error: KafkaError) -> None:
+        if len(self.seen) >= 100:
+            del self.seen[:50]
+        self.seen.append(error)
+        if error.fatal():
+            self.fatal = error
+
+    def all_brokers_down(self) -> bool:
+        from confluent_kafka import KafkaError
+
+        return any(e.code() == KafkaError._ALL_BROKERS_DOWN for e in self.seen)
+
+    def last_transport_reason(self) -> str | None:
+        """`Connection refused`, `Failed to resolve 'host:9092'`... from the latest error."""
+        for error in reversed(self.seen):
+            text = str(error.str())
+            if "brokers are down" in text:
+                continue
+            return _short_reason(text)
+        return None
+
+
+def _short_reason(text: str) -> str:
+    """librdkafka writes `host:9092/bootstrap: Connect to ipv4#127.0.0.1:9092 failed: Connection
+    refused (after 0ms in state CONNECT)`; a person needs `Connection refused`."""
+    text = text.split("/bootstrap: ", 1)[-1]
+    text = text.split(" (after ", 1)[0]
+    if " failed: " in text and text.startswith("Connect to "):
+        text = text.split(" failed: ", 1)[1]
+    return text.strip()
+
+
+def check_topic(
+    client: _KafkaClient,
+    poll: Callable[[float], object],
+    errors: ClientErrors,
+    *,
+    bootstrap: str,
+    topic: str,
+    timeout: float = CONNECT_TIMEOUT_S,
+) -> int:
+    """Ask the cluster for the topic's metadata; return its partition count.
+
+    Raises `BrokerUnreachable` once librdkafka has reported every bootstrap broker down for
+    a moment (a refused or unresolvable address fails in under two seconds), or after `timeout`
+    when the network stays silent; `TopicNotFound` when the cluster answers without the topic.
+    """
+    from confluent_kafka import KafkaError, KafkaException
+
+    started = time.monotonic()
+    deadline = started + timeout
+    errors.seen.clear()
+    topic_error: str | None = None
+    while True:
+        remaining = deadline - time.monotonic()
+        try:
+            metadata = client.list_topics(topic, timeout=max(0.05, min(0.5, remaining)))
+        except KafkaException:
+            metadata = None
+        if metadata is not None:
+            found = metadata.topics.get(topic)
+            error = None if found is None else found.error
+            if found is None or (
+                error is not None and error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+            ):
+                raise TopicNotFound(f"topic {topic!r} does not exist on the Kafka cluster")
+            if error is None and found.partitions:
+                return len(found.partitions)
+            # e.g. LEADER_NOT_AVAILABLE just after creation: worth waiting for.
+            topic_error = str(error.str()) if error is not None else "no partitions"
+        poll(0)  # serve error_cb
+        now = time.monotonic()
+        if now >= deadline or (errors.all_brokers_down() and now - started >= _ALL_DOWN_GRACE_S):
+            if topic_error is not None:
+                raise KafkaUnavailable(f"topic {topic!r} is not available ({topic_error})")
+            reason = errors.last_transport_reason() or f"no answer within {timeout:g} s"
+            raise BrokerUnreachable(f"cannot reach Kafka at {bootstrap} ({reason})")
+
+
+# --- the SDK ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """The outcome of one event, passed to the `on_delivery` callback of `ScannerPublisher`.
+
+    `error` is None when Kafka acknowledged the event (then `partition`/`offset` say where it
+    is); otherwise it is librdkafka's reason, e.g. `Local: Message timed out`.
+    """
+
+    key: str | None
+    error: str | None
+    partition: int | None = None
+    offset: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReport:
+    """Counts since the publisher was created.
+
+    - `sent`: events handed to the Kafka client (queued for sending);
+    - `acknowledged`: confirmed written by the cluster (`acks=all`);
+    - `failed`: rejected by the cluster or timed out; `errors` counts them by reason;
+    - `pending`: still waiting for an answer when `flush` returned (its timeout elapsed).
+    """
+
+    sent: int
+    acknowledged: int
+    failed: int
+    pending: int
+    errors: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """Every event sent so far is acknowledged."""
+        return self.failed == 0 and self.pending == 0 and self.acknowledged == self.sent
+
+
+class _Producer(Protocol):
+    """The part of confluent_kafka.Producer the publisher uses (a fake can stand in for it)."""
+
+    def produce(
+        self,
+        topic: str,
+        *,
+        value: bytes,
+        key: bytes | None,
+        on_delivery: Callable[[KafkaError | None, Message], None],
+    ) -> None: ...
+
+    def poll(self, timeout: float) -> int: ...
+
+    def flush(self, timeout: float) -> int: ...
+
+    def list_topics(self, topic: str | None = None, timeout: float = -1) -> Any: ...
+
+    def __len__(self) -> int: ...
+
+
+class ScannerPublisher:
+    """Publishes crossing events (SPEC §3) to the crossings topic, keyed by consignment_id.
+
+    Events are validated with the same code the stream worker runs: `publish()` raises
+    `InvalidCrossing` at once for an event the worker would dead-letter, and sends nothing, so
+    a scanner learns immediately that its event is wrong. Sending is asynchronous: `publish()`
+    queues the event and returns; Kafka's answer arrives later and is counted (and passed to
+    `on_delivery` if given). Call `flush()` to wait for the answers and get a `DeliveryReport`;
+    leaving a `with` block flushes too.
+
+        with ScannerPublisher("localhost:9092") as publisher:
+            publisher.check_connection()
+            for event in scans:                     # dicts or JSON bytes
+                try:
+                    publisher.publish(event)
+                except InvalidCrossing as error:
+                    log.warning("scan %s rejected: %s", event.get("event_id"), error)
+            report = publisher.flush(30)
+        assert report.ok, report.errors
+
+    The producer is idempotent with `acks=all`, so retries never duplicate an event; `config`
+    overrides or adds librdkafka settings (e.g. `{"message.timeout.ms": 600000}` for a scanner
+    on a flaky link, or SASL settings). Not thread-safe: use one publisher per thread.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str = "localhost:9092",
+        topic: str = "bordermon.crossings",
+        *,
+        monitored_country: str = "KZ",
+        config: Mapping[str, str | int | float | bool] | None = None,
+        on_delivery: Callable[[Delivery], None] | None = None,
+        producer: _Producer | None = None,
+    ) -> None:
+        """`producer` replaces the confluent-kafka Producer (in tests; `config` is unused)."""
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.monitored_country = monitored_country
+        self._on_delivery_user = on_delivery
+        self._errors_cb = ClientErrors()
+        if producer is None:
+            from confluent_kafka import Producer
+
+            settings: dict[str, Any] = {
+                **DEFAULT_PRODUCER_CONFIG,
+                "bootstrap.servers": bootstrap,
+                "error_cb": self._errors_cb,
+                "logger": logging.getLogger(KAFKA_LOGGER),
+            }
+            settings.update(config or {})
+            producer = Producer(settings)
+        self._producer: _Producer = producer
+        self._sent = 0
+        self._acknowledged = 0
+        self._failed: Counter[str] = Counter()
+        self._closed = False
+
+    # -- sending --
+
+    def publish(self, event: Mapping[str, Any] | bytes) -> CrossingEvent:
+        """Validate one crossing event and queue it; return the parsed event.
+
+        `event` is a mapping (serialised to JSON here) or the JSON bytes themselves, which are
+        sent exactly as given. Raises `InvalidCrossing` (with `.reason`, a SPEC §3 code, and
+        `.detail`) when the event breaks the contract; nothing is sent then.
+        """
+        if isinstance(event, bytes | bytearray | memoryview):
+            raw = bytes(event)
+        elif isinstance(event, Mapping):
+            raw = _to_json(event)
+        else:  # JSON text or a model object: a programming error, not an invalid event
+            raise TypeError(f"publish() takes a mapping or JSON bytes, not {type(event).__name__}")
+        crossing = parse_crossing(raw, self.monitored_country)
+        self._produce(raw, crossing.consignment_id.encode("utf-8"))
+        return crossing
+
+    def publish_raw(self, value: bytes) -> str | None:
+        """Queue `value` untouched, without validation; return the key used.
+
+        The key is the payload's `consignment_id` when one can be read (even from an otherwise
+        invalid event), so a bad event lands next to its consignment, as a real scanner's
+        would; otherwise the message has no key. For testing the worker on bad input.
+        """
+        key = consignment_id_of(value)
+        self._produce(value, None if key is None else key.encode("utf-8"))
+        return key
+
+    def _produce(self, value: bytes, key: bytes | None) -> None:
+        from confluent_kafka import KafkaException
+
+        self._raise_if_fatal()
+        while True:
+            try:
+                self._producer.produce(
+                    self.topic, value=value, key=key, on_delivery=self._delivered
+                )
+                break
+            except BufferError:
+                # The local queue is full: serve delivery reports until there is room. The
+                # queue drains as Kafka answers (or as messages time out), so this ends.
+                self._producer.poll(_MAX_BUFFER_RETRY_POLL_S)
+            except KafkaException as error:
+                raise PublishError(_kafka_reason(error)) from None
+        self._sent += 1
+        # Serve delivery callbacks as we go, so counts stay fresh and the queue never fills.
+        self._producer.poll(0)
+
+    def _delivered(self, error: KafkaError | None, message: Message) -> None:
+        raw_key = message.key()
+        key = None if raw_key is None else raw_key.decode("utf-8", errors="replace")
+        if error is None:
+            self._acknowledged += 1
+            outcome = Delivery(key, None, message.partition(), message.offset())
+        else:
+            reason = str(error.str())
+            self._failed[reason] += 1
+            outcome = Delivery(key, reason)
+        if self._on_delivery_user is not None:
+            self._on_delivery_user(outcome)
+
+    def _raise_if_fatal(self) -> None:
+        if self._errors_cb.fatal is not None:
+            raise PublishError(f"the Kafka producer failed: {self._errors_cb.fatal.str()}")
+
+    # -- waiting --
+
+    def poll(self, timeout: float = 0) -> None:
+        """Serve delivery callbacks, waiting up to `timeout` seconds (less when one came)."""
+        self._producer.poll(timeout)
+
+    def sleep(self, seconds: float) -> None:
+        """Wait `seconds` while serving delivery callbacks: an idle scanner's `time.sleep`."""
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            self._producer.poll(remaining)
+
+    def flush(self, timeout: float | None = None) -> DeliveryReport:
+        """Wait until every queued event is acknowledged or failed, or `timeout` seconds pass
+        (None: as long as it takes, bounded by librdkafka's `message.timeout.ms`)."""
+        pending = self._producer.flush(-1 if timeout is None else timeout)
+        return self._report(pending)
+
+    def report(self) -> DeliveryReport:
+        """The counts now, without waiting."""
+        self._producer.poll(0)
+        return self._report(len(self._producer))
+
+    def _report(self, pending: int) -> DeliveryReport:
+        return DeliveryReport(
+            sent=self._sent,
+            acknowledged=self._acknowledged,
+            failed=sum(self._failed.values()),
+            pending=pending,
+            errors=dict(self._failed),
+        )
+
+    def check_connection(self, timeout: float = CONNECT_TIMEOUT_S) -> int:
+        """Fail fast when the cluster or the topic is missing; return the partition count.
+
+        Without it a publisher on a wrong address only learns that when its events time out,
+        minutes later. Raises `BrokerUnreachable` or `TopicNotFound` (both `KafkaUnavailable`).
+        """
+        return check_topic(
+            self._producer,
+            self._producer.poll,
+            self._errors_cb,
+            bootstrap=self.bootstrap,
+            topic=self.topic,
+            timeout=timeout,
+        )
+
+    def __len__(self) -> int:
+        """Events queued and not yet answered by Kafka."""
+        return len(self._producer)
+
+    # -- lifetime --
+
+    def close(self, timeout: float | None = 30.0) -> DeliveryReport:
+        """Flush (up to `timeout` seconds) and return the final report. Idempotent."""
+        report = self.flush(timeout)
+        self._closed = True
+        return report
+
+    def __enter__(self) -> ScannerPublisher:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        # Flush even when the block raised: events already queued are real scans and still
+        # deserve delivery; only what the block did not publish is lost.
+        if not self._closed:
+            self.close()
+
+
+def _to_json(event: Mapping[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(event if isinstance(event, dict) else dict(event))
+    except TypeError as error:
+        raise InvalidCrossing(
+            "invalid_json", f"the event cannot be encoded as JSON: {error}"
+        ) from None
+
+
+def _kafka_reason(error: BaseException) -> str:
+    kafka_error = error.args[0] if error.args else None
+    if kafka_error is not None and hasattr(kafka_error, "str"):
+        return str(kafka_error.str())
+    return str(error)
+
+
+# --- the command line -------------------------------------------------------------------------
+
+
+def iter_lines(source: IO[bytes], blank: list[int] | None = None) -> Iterator[tuple[int, bytes]]:
+    """(1-based line number, line without its `\\n` or `\\r\\n`) for every non-blank line.
+
+    Blank lines are skipped (and counted in `blank[0]` when given), as `bordermon replay`
+    does, so line numbers in messages match what an editor shows.
+    """
+    for number, line in enumerate(source, start=1):
+        value = line[:-1] if line.endswith(b"\n") else line
+        if value.endswith(b"\r"):
+            value = value[:-1]
+        if not value.strip():
+            if blank is not None:
+                blank[0] += 1
+            continue
+        yield number, value
+
+
+class Pacer:
+    """Spreads sends evenly at `rate` per second (0: no pacing) without drift.
+
+    The n-th event is due at start + n / rate; the caller waits with the publisher's `sleep`,
+    so deliveries are served meanwhile. After a stall of more than a second
+    the schedule restarts instead of bursting to catch up: a demo feed should look live.
+    """
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.clock = clock
+        self.start = clock()
+        self.count = 0
+
+    def delay(self) -> float:
+        """Seconds to wait before the next event (and count it)."""
+        if self.rate <= 0:
+            return 0.0
+        now = self.clock()
+        due = self.start + self.count / self.rate
+        if now - due > 1.0:
+            self.start, self.count = now, 0
+            due = now
+        self.count += 1
+        return max(0.0, due - now)
+
+
+@dataclass(slots=True)
+class PublishStats:
+    """What the command did, for the progress line, the summary and the exit code."""
+
+    lines: int = 0
+    blank: int = 0
+    invalid: Counter[str] = field(default_factory=Counter)
+    refused: Counter[str] = field(default_factory=Counter)
+    stopped: int | None = None  # exit code when Ctrl-C (130) or SIGTERM (143) ended the run
+
+    @property
+    def invalid_total(self) -> int:
+        return sum(self.invalid.values())
+
+
+def summary(stats: PublishStats, report: DeliveryReport, *, topic: str, seconds: float) -> str:
+    """The end-of-run summary (stderr)."""
+
+    def counts(counter: Mapping[str, int]) -> str:
+        ranked = sorted(counter.items(), key=lambda item: (-item[1], item[0]))
+        return f" ({', '.join(f'{name} {count:,}' for name, count in ranked)})" if ranked else ""
+
+    failed = Counter(report.errors)
+    failed.update(stats.refused)
+    head = f"publish: {stats.lines:,} events read in {seconds:.2f} s to {topic}"
+    lines = [
+        head + (" (interrupted)" if stats.stopped is not None else ""),
+        f"  sent          {report.sent:,}",
+        f"  acknowledged  {report.acknowledged:,}",
+        f"  invalid       {stats.invalid_total:,}{counts(stats.invalid)}",
+        f"  failed        {sum(failed.values()):,}{counts(failed)}",
+    ]
+    if report.pending:
+        lines.append(f"  unconfirmed   {report.pending:,} (no answer from Kafka in time)")
+    if stats.blank:
+        lines.append(f"  blank lines skipped {stats.blank:,}")
+    return "\n".join(lines) + "\n"
+
+
+def exit_code(stats: PublishStats, report: DeliveryReport) -> int:
+    """0 only if every event read was valid and acknowledged; 130/143 when stopped by
+    Ctrl-C/SIGTERM; else 1."""
+    if stats.stopped is not None:
+        return stats.stopped
+    everything = stats.lines == report.sent == report.acknowledged
+    return 0 if everything and report.ok and not stats.invalid and not stats.refused else 1
+
+
+class _Progress:
+    """One self-rewriting line on stderr while publishing, only when stderr is a terminal."""
+
+    def __init__(self, stream: IO[str], every_s: float = 0.5) -> None:
+        self.stream = stream
+        self.enabled = stream.isatty()
+        self.every_s = every_s
+        self.started = self.last = time.monotonic()
+        self.shown = False
+
+    def update(self, stats: PublishStats, report: Callable[[], DeliveryReport]) -> None:
+        now = time.monotonic()
+        if not self.enabled or now - self.last < self.every_s:
+            return
+        self.last = now
+        current = report()
+        rate = current.sent / max(now - self.started, 1e-9)
+        self.stream.write(
+            f"\rpublish: {current.sent:,} sent, {current.acknowledged:,} acknowledged,"
+            f" {stats.invalid_total:,} invalid ({rate:,.0f}/s)\x1b[K"
+        )
+        self.stream.flush()
+        self.shown = True
+
+    def done(self) -> None:
+        if self.shown:
+            self.stream.write("\r\x1b[K")
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"{text} must be 0 or more")
+    return value
+
+
+def _positive(text: str) -> float:
+    value = _non_negative(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be more than 0")
+    return value
+
+
+COMMAND_DESCRIPTION = """\
+Publish JSONL crossing events to the crossings topic, keyed by consignment_id, as a scanner does.
+
+Each line is checked against the crossing event contract (SPEC §3) first: an invalid line is
+listed on stderr as `line N: reason: detail` and not sent; valid lines are sent byte for byte.
+--raw skips the check and sends every non-blank line untouched (keyed by its consignment_id
+when one can be read), to try the worker on bad input. A summary follows on stderr.
+
+exit status: 0 when every event read was valid and acknowledged by Kafka, 1 when some were
+invalid or not acknowledged, 2 when nothing could be sent (usage, no broker, no topic),
+130 after Ctrl-C.
+"""
+
+COMMAND_EPILOG = """\
+examples:
+  bordermon simulate --consignments 1000 | bordermon publish
+  bordermon publish scans.jsonl --rate 20      # a live-looking demo feed
+  bordermon publish broken.jsonl --raw         # try the worker on bad input
+"""
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Options of `bordermon publish`."""
+    from bordermon.cli import add_settings_options
+
+    # The module docstring is written for SDK users; `--help` gets the command's own text.
+    parser.description = COMMAND_DESCRIPTION
+    parser.epilog = COMMAND_EPILOG
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+
+    parser.add_argument(
+        "file", nargs="?", default="-", metavar="FILE|-", help="JSONL crossing events (default: -)"
+    )
+    parser.add_argument(
+        "--raw",
+        action="store_true",
+        help="send every non-blank line byte for byte, without validation (keyed by its"
+        " consignment_id when one can be read): to try the worker on bad input",
+    )
+    parser.add_argument(
+        "--rate",
+        type=_non_negative,
+        default=0.0,
+        metavar="N",
+        help="send N events per second, to simulate a live feed (default 0: as fast as possible)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_positive,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long Kafka may take to acknowledge an event before it counts as failed"
+        " (default 30)",
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="do not list each invalid line on stderr"
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="show the Kafka client's log on stderr"
+    )
+    add_settings_options(parser, "kafka_bootstrap", "crossings_topic")
+
+
+_CLI_HANDLER_NAME = "bordermon-command"
+
+
+def configure_client_logging(verbose: bool) -> None:
+    """librdkafka logs every reconnect attempt; a command shows that only when asked to.
+
+    Without a handler of its own the logger would fall back to Python's last-resort handler
+    and print them all. Calling it again (tests run several commands) replaces the handler.
+    """
+    logger = logging.getLogger(KAFKA_LOGGER)
+    for old in [h for h in logger.handlers if h.get_name() == _CLI_HANDLER_NAME]:
+        logger.removeHandler(old)
+    handler: logging.Handler
+    if verbose:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("kafka: %(message)s"))
+        logger.setLevel(logging.DEBUG)
+    else:
+        handler = logging.NullHandler()
+    handler.set_name(_CLI_HANDLER_NAME)
+    logger.addHandler(handler)
+
+
+class Terminated(Exception):
+    """SIGTERM arrived (a supervisor stopping us): wind down as after Ctrl-C, exit 143."""
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """Turn SIGTERM into `Terminated` for the duration, so a command stopped by a service
+    manager still flushes what it sent (publish) or commits what it printed (flags)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _raise(signum: int, frame: object) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def unreachable_hint(error: KafkaUnavailable, setting: str) -> str:
+    """The one line a person reads when Kafka is not there: what failed and what to do."""
+    if isinstance(error, TopicNotFound):
+        return (
+            f"{error}; create it with `bordermon topics apply`, or name another one with"
+            f" --{setting.replace('_', '-')} / BORDERMON_{setting.upper()}"
+        )
+    return (
+        f"{error}; start the local stack with `bordermon stack up`, or point"
+        " BORDERMON_KAFKA_BOOTSTRAP (or --kafka-bootstrap) at your cluster"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """`bordermon publish`: see the module docstring."""
+    from bordermon.cli import CommandError, load_settings, open_input
+
+    settings = load_settings(args)
+    source = open_input(args.file)
+    stderr = sys.stderr
+    configure_client_logging(args.verbose)
+    publisher = ScannerPublisher(
+        settings.kafka_bootstrap,
+        settings.crossings_topic,
+        monitored_country=settings.monitored_country,
+        config={"message.timeout.ms": int(args.timeout * 1000)},
+    )
+    try:
+        publisher.check_connection()
+    except KafkaUnavailable as error:
+        raise CommandError(unreachable_hint(error, "crossings_topic")) from None
+    if args.file == "-" and sys.stdin.isatty():
+        stderr.write("publish: reading JSONL crossing events from stdin (Ctrl-D to end)\n")
+
+    stats = PublishStats()
+    blank = [0]
+    pacer = Pacer(args.rate)
+    progress = _Progress(stderr)
+    started = time.monotonic()
+    with sigterm_raises():
+        try:
+            for number, value in iter_lines(source, blank):
+                wait = pacer.delay()
+                if wait:
+                    publisher.sleep(wait)
+                stats.lines += 1
+                try:
+                    if args.raw:
+                        publisher.publish_raw(value)
+                    else:
+                        publisher.publish(value)
+                except InvalidCrossing as error:
+                    stats.invalid[error.reason] += 1
+                    if not args.quiet:
+                        progress.done()
+                        stderr.write(f"line {number}: {error.reason}: {error.detail}\n")
+                except PublishError as error:
+                    stats.refused[str(error)] += 1
+                    progress.done()
+                    stderr.write(f"line {number}: not sent: {error}\n")
+                progress.update(stats, publisher.report)
+        except KeyboardInterrupt:
+            stats.stopped = 130
+        except Terminated:
+            stats.stopped = 143
+        finally:
+            stats.blank = blank[0]
+            progress.done()
+            if source is not sys.stdin.buffer:
+                source.close()
+        # After Ctrl-C, wait only briefly for what was sent: the person wants out, and the
+        # summary says what is unconfirmed. A second Ctrl-C stops the wait.
+        try:
+            report = publisher.close(5.0 if stats.stopped is not None else args.timeout + 5.0)
+        except KeyboardInterrupt:
+            stats.stopped, report = 130, publisher.report()
+        except Terminated:
+            stats.stopped, report = 143, publisher.report()
+    stderr.write(
+        summary(stats, report, topic=settings.crossings_topic, seconds=time.monotonic() - started)
+    )
+    return exit_code(stats, report)

@@ -1,0 +1,436 @@
+"""`bordermon publish`, the scanner SDK and `bordermon flags` on a real Kafka broker.
+
+Each test works on topics of its own (the `unique_topics` fixture creates them from topics/
+under unique names and deletes them afterwards). Commands are run through `bordermon.cli.main`
+once the lead has registered them, and through the module's own parser until then.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
+
+import bordermon.alerts.subscriber as flags_command
+import bordermon.scanner.publisher as publish_command
+from bordermon.core import InvalidCrossing, flag_id_for
+from bordermon.scanner.publisher import ScannerPublisher
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+QUIET = {"log_level": 0, "logger": lambda *args: None}  # keep librdkafka off stderr
+COMMANDS = {"publish": publish_command, "flags": flags_command}
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def event(**fields: Any) -> bytes:
+    doc: dict[str, Any] = {
+        "schema": "crossing/1",
+        "event_id": f"ev-{uuid.uuid4().hex[:8]}",
+        "consignment_id": "CONS-1",
+        "checkpoint": "KZ-NUR-ZHOLY",
+        "from_country": "CN",
+        "to_country": "KZ",
+        "observed_at": "2024-03-01T10:00:00Z",
+        "goods": [{"hs_code": "8542.31", "value_usd": 5000}],
+    }
+    for key, value in fields.items():
+        if value is None:
+            doc.pop(key, None)
+        else:
+            doc[key] = value
+    return orjson.dumps(doc)
+
+
+def flag(consignment_id: str, severity: str = "high") -> dict[str, Any]:
+    return {
+        "schema": "flag/1",
+        "flag_id": flag_id_for("transit-to-ru", consignment_id),
+        "rule": "transit-to-ru",
+        "consignment_id": consignment_id,
+        "severity": severity,
+        "reasons": ["chpl:1:854231"],
+        "entry": {
+            "event_id": "e1",
+            "checkpoint": "KZ-NUR-ZHOLY",
+            "from_country": "CN",
+            "to_country": "KZ",
+            "observed_at": "2024-03-01T10:00:00Z",
+        },
+        "exit": {
+            "event_id": "e2",
+            "checkpoint": "KZ-TASKALA",
+            "from_country": "KZ",
+            "to_country": "RU",
+            "observed_at": "2024-03-04T10:00:00Z",
+        },
+        "dwell_seconds": 3 * 86_400,
+        "window_seconds": 30 * 86_400,
+        "hs_codes": ["854231"],
+        "detected_at": "2024-03-04T10:00:01Z",
+    }
+
+
+def produce_values(bootstrap: str, topic: str, values: list[tuple[bytes | None, bytes]]) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, **QUIET})
+    for key, value in values:
+        producer.produce(topic, value, key=key)
+    assert producer.flush(30) == 0
+
+
+def produce_flags(bootstrap: str, topic: str, flags: list[dict[str, Any]]) -> None:
+    produce_values(
+        bootstrap, topic, [(f["consignment_id"].encode(), orjson.dumps(f)) for f in flags]
+    )
+
+
+def read_all(bootstrap: str, topic: str, timeout: float = 30.0) -> list[Message]:
+    """Every message the topic holds now (up to each partition's high watermark)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"test-read-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            **QUIET,
+        }
+    )
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ends: dict[int, int] = {}
+        starts = []
+        for partition in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            if high > low:
+                ends[partition] = high
+                starts.append(TopicPartition(topic, partition, low))
+        consumer.assign(starts)
+        messages: list[Message] = []
+        deadline = time.monotonic() + timeout
+        while ends and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is None or message.error() is not None:
+                continue
+            messages.append(message)
+            partition, offset = message.partition() or 0, message.offset() or 0
+            if offset + 1 >= ends.get(partition, 0):
+                ends.pop(partition, None)
+        assert not ends, f"could not read {topic} to its end"
+        return messages
+    finally:
+        consumer.close()
+
+
+def keyed_values(messages: list[Message]) -> list[tuple[bytes | None, bytes | None]]:
+    return sorted(((m.key(), m.value()) for m in messages), key=repr)
+
+
+def invoke(
+    command: str, argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> tuple[int, str, str]:
+    """Run `bordermon COMMAND ARGV...` in-process: exit code, stdout, stderr."""
+    from bordermon import cli
+    from bordermon.settings import SettingsError
+
+    if command in cli._MODULE_COMMANDS:
+        code = cli.main([command, *argv])
+    else:  # not wired into cli.py yet: the same parser and error handling as cli.main
+        module = COMMANDS[command]
+        parser = argparse.ArgumentParser(prog=f"bordermon {command}")
+        module.configure_parser(parser)
+        try:
+            code = module.run(parser.parse_args(argv))
+        except (cli.CommandError, SettingsError) as error:
+            print(f"bordermon: {error}", file=sys.stderr)
+            code = getattr(error, "exit_code", 2)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def topics(kafka_bootstrap: str, unique_topics: Any) -> dict[str, str]:
+    return dict(unique_topics.names)
+
+
+@pytest.fixture
+def jsonl(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path / "events.jsonl"
+
+
+# --- the SDK ------------------------------------------------------------------------------------
+
+
+def test_published_events_land_keyed_by_consignment_with_the_original_bytes(
+    kafka_bootstrap: str, topics: dict[str, str]
+) -> None:
+    # Odd spacing and an unknown field: the bytes must arrive exactly as given.
+    raw = b'{"note":  "kept",  ' + event(consignment_id="CONS-\u00e9")[1:]
+    doc = orjson.loads(event(consignment_id="CONS-2"))
+    with ScannerPublisher(kafka_bootstrap, topics["crossings"]) as publisher:
+        assert publisher.check_connection() == 6
+        publisher.publish(raw)
+        publisher.publish(doc)
+        report = publisher.flush(30)
+    assert report.ok and (report.sent, report.acknowledged) == (2, 2)
+    messages = read_all(kafka_bootstrap, topics["crossings"])
+    assert keyed_values(messages) == sorted(
+        [("CONS-\u00e9".encode(), raw), (b"CONS-2", orjson.dumps(doc))], key=repr
+    )
+
+
+def test_an_invalid_event_raises_at_once_and_nothing_is_sent(
+    kafka_bootstrap: str, topics: dict[str, str]
+) -> None:
+    with ScannerPublisher(kafka_bootstrap, topics["crossings"]) as publisher:
+        with pytest.raises(InvalidCrossing) as caught:
+            publisher.publish(event(observed_at="2024-03-01 10:00"))
+        assert caught.value.reason == "invalid_field:observed_at"
+        with pytest.raises(InvalidCrossing):
+            publisher.publish(event(from_country="KZ", to_country="KZ"))
+        report = publisher.flush(30)
+    assert report.sent == 0
+    assert read_all(kafka_bootstrap, topics["crossings"]) == []
+
+
+def test_publish_raw_sends_bad_events_untouched_keyed_when_possible(
+    kafka_bootstrap: str, topics: dict[str, str]
+) -> None:
+    bad_goods = event(consignment_id="CONS-RAW", goods=[])
+    garbage = b"\x00\xffnot json"
+    with ScannerPublisher(kafka_bootstrap, topics["crossings"]) as publisher:
+        assert publisher.publish_raw(bad_goods) == "CONS-RAW"
+        assert publisher.publish_raw(garbage) is None
+        assert publisher.flush(30).ok
+    messages = read_all(kafka_bootstrap, topics["crossings"])
+    assert keyed_values(messages) == sorted([(b"CONS-RAW", bad_goods), (None, garbage)], key=repr)
+
+
+# --- bordermon publish --------------------------------------------------------------------------
+
+
+def test_publish_command_sends_valid_lines_and_reports_invalid_ones(
+    kafka_bootstrap: str,
+    topics: dict[str, str],
+    jsonl: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    good = [event(consignment_id=f"C-{n}") for n in range(3)]
+    lines = [good[0], good[1], event(goods=None), b"", b"{oops", good[2]]
+    jsonl.write_bytes(b"\r\n".join(lines) + b"\r\n")
+    code, out, err = invoke(
+        "publish",
+        [
+            str(jsonl),
+            "--kafka-bootstrap",
+            kafka_bootstrap,
+            "--crossings-topic",
+            topics["crossings"],
+        ],
+        capsys,
+    )
+    assert code == 1
+    assert out == ""
+    err_lines = err.splitlines()
+    assert err_lines[0] == "line 3: missing_field:goods: 'goods' is required"
+    assert err_lines[1].startswith("line 5: invalid_json: ")
+    assert "  sent          3" in err_lines
+    assert "  acknowledged  3" in err_lines
+    assert "  invalid       2 (invalid_json 1, missing_field:goods 1)" in err_lines
+    assert "  failed        0" in err_lines
+    messages = read_all(kafka_bootstrap, topics["crossings"])
+    assert keyed_values(messages) == sorted(
+        [(f"C-{n}".encode(), good[n]) for n in range(3)], key=repr
+    )
+
+
+def test_publish_command_exits_0_when_every_event_is_acknowledged_and_paces_with_rate(
+    kafka_bootstrap: str,
+    topics: dict[str, str],
+    jsonl: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    jsonl.write_bytes(b"\n".join(event(consignment_id=f"C-{n}") for n in range(6)) + b"\n\n")
+    started = time.monotonic()
+    code, _, err = invoke(
+        "publish",
+        [
+            str(jsonl),
+            "--rate",
+            "20",
+            "--kafka-bootstrap",
+            kafka_bootstrap,
+            "--crossings-topic",
+            topics["crossings"],
+        ],
+        capsys,
+    )
+    elapsed = time.monotonic() - started
+    assert code == 0, err
+    assert "  acknowledged  6" in err.splitlines()
+    assert elapsed >= 5 / 20  # six events at 20/s: the last one is due 0.25 s after the first
+    assert len(read_all(kafka_bootstrap, topics["crossings"])) == 6
+
+
+def test_publish_command_raw_sends_every_non_blank_line_byte_for_byte(
+    kafka_bootstrap: str,
+    topics: dict[str, str],
+    jsonl: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    lines = [event(consignment_id="C-OK"), b'{"consignment_id": "C-BAD"}', b"   not json  "]
+    jsonl.write_bytes(b"\n".join([lines[0], b"", lines[1], lines[2]]) + b"\n")
+    code, _, err = invoke(
+        "publish",
+        [
+            str(jsonl),
+            "--raw",
+            "--kafka-bootstrap",
+            kafka_bootstrap,
+            "--crossings-topic",
+            topics["crossings"],
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    assert "  invalid       0" in err.splitlines()
+    messages = read_all(kafka_bootstrap, topics["crossings"])
+    assert keyed_values(messages) == sorted(
+        [(b"C-OK", lines[0]), (b"C-BAD", lines[1]), (None, lines[2])], key=repr
+    )
+
+
+def test_publish_command_names_a_missing_topic(
+    kafka_bootstrap: str, jsonl: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    jsonl.write_bytes(event() + b"\n")
+    missing = f"bordermon.test.missing-{uuid.uuid4().hex[:8]}"
+    code, _, err = invoke(
+        "publish",
+        [str(jsonl), "--kafka-bootstrap", kafka_bootstrap, "--crossings-topic", missing],
+        capsys,
+    )
+    assert code == 2
+    assert err.count("\n") == 1
+    assert f"topic '{missing}' does not exist" in err
+    assert "bordermon topics apply" in err
+
+
+@pytest.mark.parametrize("command", ["publish", "flags"])
+def test_an_unreachable_broker_is_one_line_and_exit_2_within_seconds(
+    command: str, jsonl: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    jsonl.write_bytes(event() + b"\n")
+    argv = [str(jsonl)] if command == "publish" else []
+    started = time.monotonic()
+    code, out, err = invoke(command, [*argv, "--kafka-bootstrap", "127.0.0.1:1"], capsys)
+    assert code == 2
+    assert time.monotonic() - started < 5
+    assert out == ""
+    assert err.count("\n") == 1, err
+    assert err.startswith("bordermon: cannot reach Kafka at 127.0.0.1:1 (Connection refused)")
+    assert "bordermon stack up" in err and "BORDERMON_KAFKA_BOOTSTRAP" in err
+
+
+# --- the flags subscriber -----------------------------------------------------------------------
+
+
+def test_subscriber_reads_flags_once_each_with_their_timestamps(
+    kafka_bootstrap: str, topics: dict[str, str]
+) -> None:
+    flags = [flag("C-1"), flag("C-2", "medium"), flag("C-1")]  # C-1 re-delivered (SPEC §6)
+    produce_flags(kafka_bootstrap, topics["flags"], flags)
+    produce_values(kafka_bootstrap, topics["flags"], [(b"C-x", b"not a flag")])
+    invalid: list[flags_command.InvalidFlagMessage] = []
+    before_ms = int(time.time() * 1000) - 60_000
+    with flags_command.FlagSubscriber(
+        kafka_bootstrap, topics["flags"], from_beginning=True, on_invalid=invalid.append
+    ) as subscriber:
+        started = time.monotonic()
+        received = list(subscriber.flags(idle_exit=1.0))
+        assert time.monotonic() - started < 15
+    assert sorted(r.flag["consignment_id"] for r in received) == ["C-1", "C-2"]
+    assert all(r.flag == flag(r.flag["consignment_id"], r.flag["severity"]) for r in received)
+    assert all(r.timestamp_ms is not None and r.timestamp_ms > before_ms for r in received)
+    assert all(r.key == r.flag["consignment_id"] for r in received)
+    assert subscriber.stats.duplicates == 1
+    assert [bad.reason for bad in invalid] == ["not JSON"]
+
+
+def test_subscriber_sees_flags_produced_after_it_is_assigned(
+    kafka_bootstrap: str, topics: dict[str, str]
+) -> None:
+    produce_flags(kafka_bootstrap, topics["flags"], [flag("OLD")])
+    with flags_command.FlagSubscriber(kafka_bootstrap, topics["flags"]) as subscriber:
+        assert subscriber.wait_for_assignment(30)
+        produce_flags(kafka_bootstrap, topics["flags"], [flag("NEW")])
+        received = list(subscriber.flags(idle_exit=1.0))
+    assert [r.flag["consignment_id"] for r in received] == ["NEW"]
+    assert received[0].received_ns // 1_000_000 >= (received[0].timestamp_ms or 0)
+
+
+def test_flags_command_with_a_group_shows_what_is_new_since_its_last_run(
+    kafka_bootstrap: str, topics: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    produce_flags(kafka_bootstrap, topics["flags"], [flag("BEFORE-FIRST-RUN")])
+    argv = [
+        "--group",
+        f"test-inbox-{uuid.uuid4().hex[:8]}",
+        "--idle-exit",
+        "1",
+        "--kafka-bootstrap",
+        kafka_bootstrap,
+        "--flags-topic",
+        topics["flags"],
+    ]
+    assert invoke("flags", argv, capsys)[:2] == (0, "")  # first run: starts at the end
+    produce_flags(kafka_bootstrap, topics["flags"], [flag("BETWEEN-RUNS")])
+    code, out, _ = invoke("flags", argv, capsys)
+    assert code == 0
+    assert [orjson.loads(line)["consignment_id"] for line in out.splitlines()] == ["BETWEEN-RUNS"]
+    assert invoke("flags", argv, capsys)[:2] == (0, "")  # nothing new since
+
+
+def test_flags_command_from_beginning_as_table_and_jsonl(
+    kafka_bootstrap: str, topics: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    produce_flags(kafka_bootstrap, topics["flags"], [flag("C-1"), flag("C-2", "low"), flag("C-1")])
+    common = ["--kafka-bootstrap", kafka_bootstrap, "--flags-topic", topics["flags"]]
+    started = time.monotonic()
+    code, out, err = invoke(
+        "flags", ["--from-beginning", "--idle-exit", "1", "--format", "table", *common], capsys
+    )
+    assert time.monotonic() - started < 15
+    assert code == 0, err
+    rows = out.splitlines()
+    assert rows[0].split() == ["SEVERITY", "CONSIGNMENT", "ROUTE", "DWELL", "REASONS"]
+    assert sorted(row.split()[:4] for row in rows[1:]) == [
+        ["high", "C-1", "CN→KZ→RU", "3.0"],
+        ["low", "C-2", "CN→KZ→RU", "3.0"],
+    ]
+    code, out, err = invoke(
+        "flags", ["--from-beginning", "--idle-exit", "1", "--no-dedupe", *common], capsys
+    )
+    assert code == 0, err
+    shown = [orjson.loads(line) for line in out.splitlines()]
+    assert sorted(f["consignment_id"] for f in shown) == ["C-1", "C-1", "C-2"]
+    assert shown[0] == flag(shown[0]["consignment_id"], shown[0]["severity"])
+
+
+def test_flags_command_names_a_missing_topic(
+    kafka_bootstrap: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = f"bordermon.test.missing-{uuid.uuid4().hex[:8]}"
+    code, out, err = invoke(
+        "flags", ["--kafka-bootstrap", kafka_bootstrap, "--flags-topic", missing], capsys
+    )
+    assert (code, out) == (2, "")
+    assert err.count("\n") == 1 and "bordermon topics apply" in err

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -17,6 +16,7 @@ from typing import IO, Any
 import orjson
 
 from bordermon import __version__
+from bordermon.progress import Progress
 from bordermon.settings import Settings, SettingsError
 
 PROG = "bordermon"
@@ -127,7 +127,7 @@ def _run_replay(args: argparse.Namespace) -> int:
             record = {"line": line, "reason": reject.reason, "detail": reject.detail, "raw": raw}
             rejects_file.write(orjson.dumps(record) + b"\n")
 
-    progress = _Progress("replay", enabled=stderr.isatty())
+    progress = Progress("replay")
 
     def on_batch(tally: Tally) -> None:
         progress.update(tally.read, f"{sum(tally.flags.values()):,} flags")
@@ -162,29 +162,6 @@ def _replay_summary(result: Any, settings: Settings) -> str:
     if result.blank_lines:
         lines.append(f"  blank lines skipped {result.blank_lines:,}")
     return "\n".join(lines) + "\n"
-
-
-class _Progress:
-    """A one-line progress meter on stderr, only when stderr is a terminal."""
-
-    def __init__(self, label: str, *, enabled: bool, every_s: float = 0.5) -> None:
-        self.label, self.enabled, self.every_s = label, enabled, every_s
-        self.started = self.last = time.monotonic()
-        self.shown = False
-
-    def update(self, count: int, extra: str = "") -> None:
-        now = time.monotonic()
-        if not self.enabled or now - self.last < self.every_s:
-            return
-        self.last = now
-        rate = count / max(now - self.started, 1e-9)
-        sys.stderr.write(f"\r{self.label}: {count:,} events ({rate:,.0f}/s) {extra}\x1b[K")
-        sys.stderr.flush()
-        self.shown = True
-
-    def done(self) -> None:
-        if self.shown:
-            sys.stderr.write("\r\x1b[K")
 
 
 # --- registry ---------------------------------------------------------------------------------

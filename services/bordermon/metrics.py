@@ -19,7 +19,9 @@ from bordermon import __version__
 # Scan-to-flag target is sub-second: resolve well below it and show the tail above it.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 FAST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
-DWELL_DAY_BUCKETS = (0.5, 1, 2, 3, 5, 7, 10, 14, 21, 30, 45, 60)
+DAY_S = 86_400.0
+# Dwell buckets at day marks (in seconds, the base unit): dashboards divide by 86400.
+DWELL_BUCKETS = tuple(days * DAY_S for days in (0.5, 1, 2, 3, 5, 7, 10, 14, 21, 30, 45, 60))
 BATCH_SIZE_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500)
 
 EVENTS_CONSUMED = Counter(
@@ -78,10 +80,10 @@ SCAN_TO_FLAG = Histogram(
     "From the Kafka timestamp of the scan that completed the pair to the flag acknowledged.",
     buckets=LATENCY_BUCKETS,
 )
-FLAG_DWELL_DAYS = Histogram(
-    "bordermon_flag_dwell_days",
-    "Days between entry and exit of flagged consignments.",
-    buckets=DWELL_DAY_BUCKETS,
+FLAG_DWELL = Histogram(
+    "bordermon_flag_dwell_seconds",
+    "Time between entry and exit of flagged consignments (buckets at 0.5-60 days).",
+    buckets=DWELL_BUCKETS,
 )
 CONSIGNMENTS_IN_STATE = Gauge(
     "bordermon_consignments_in_state",

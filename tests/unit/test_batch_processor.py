@@ -121,3 +121,25 @@ def test_dead_letter_headers_follow_the_spec() -> None:
         "source_partition": b"3",
         "source_offset": b"41",
     }
+
+
+def test_a_validator_bug_dead_letters_the_message_and_the_batch_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bordermon.core import pipeline
+
+    real = pipeline.parse_crossing
+
+    def flaky(raw: bytes, monitored_country: str = "KZ") -> object:
+        if b"boom" in raw:
+            raise TypeError("unforeseen input")
+        return real(raw, monitored_country)
+
+    monkeypatch.setattr(pipeline, "parse_crossing", flaky)
+    store = MemoryStore(3600)
+    sinks = Sinks(store)
+    processor = BatchProcessor(CONFIG, store, sinks, sinks, clock=lambda: 0)
+    batch = [message(0, event_id="boom"), *scenario()]
+    asyncio.run(processor.process(batch))
+    assert (sinks.dead[0].message.position, sinks.dead[0].reason) == (0, "internal_error")
+    assert [f.consignment_id for f in sinks.flags] == ["A"]

@@ -183,7 +183,7 @@ def _transport(doc: Mapping[str, Any]) -> None:
     if type(transport) is not dict:
         raise _invalid("transport", f"'transport' must be an object, got {_json_type(transport)}")
     mode = transport.get("mode")
-    if mode is not None and mode not in TRANSPORT_MODES:
+    if mode is not None and (type(mode) is not str or mode not in TRANSPORT_MODES):
         raise _invalid(
             "transport", f"transport.mode {mode!r} must be one of {sorted(TRANSPORT_MODES)}"
         )

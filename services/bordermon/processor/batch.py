@@ -138,8 +138,8 @@ class BatchProcessor:
         metrics.FLAGS_BY_ORIGIN.labels(flag.entry.from_country).inc()
         for chapter in sorted({metrics.hs_chapter(code) for code in flag.hs_codes}):
             metrics.FLAGS_BY_HS_CHAPTER.labels(chapter).inc()
-        metrics.FLAG_DWELL_DAYS.observe(
-            (flag.exit.instant_ns - flag.entry.instant_ns) / (86_400 * NANOS_PER_SECOND)
+        metrics.FLAG_DWELL.observe(
+            (flag.exit.instant_ns - flag.entry.instant_ns) / NANOS_PER_SECOND
         )
         if trigger is not None and trigger.message.timestamp_ms is not None:
             latency = acknowledged_ns / NANOS_PER_SECOND - trigger.message.timestamp_ms / 1000

@@ -42,6 +42,7 @@ from bordermon.core.crossing import (
     consignment_id_of,
     parse_crossing,
 )
+from bordermon.progress import Progress
 
 if TYPE_CHECKING:
     # confluent-kafka takes ~0.1 s to import: only `run` and the SDK objects load it.
@@ -578,35 +579,6 @@ def exit_code(stats: PublishStats, report: DeliveryReport) -> int:
     return 0 if everything and report.ok and not stats.invalid and not stats.refused else 1
 
 
-class _Progress:
-    """One self-rewriting line on stderr while publishing, only when stderr is a terminal."""
-
-    def __init__(self, stream: IO[str], every_s: float = 0.5) -> None:
-        self.stream = stream
-        self.enabled = stream.isatty()
-        self.every_s = every_s
-        self.started = self.last = time.monotonic()
-        self.shown = False
-
-    def update(self, stats: PublishStats, report: Callable[[], DeliveryReport]) -> None:
-        now = time.monotonic()
-        if not self.enabled or now - self.last < self.every_s:
-            return
-        self.last = now
-        current = report()
-        rate = current.sent / max(now - self.started, 1e-9)
-        self.stream.write(
-            f"\rpublish: {current.sent:,} sent, {current.acknowledged:,} acknowledged,"
-            f" {stats.invalid_total:,} invalid ({rate:,.0f}/s)\x1b[K"
-        )
-        self.stream.flush()
-        self.shown = True
-
-    def done(self) -> None:
-        if self.shown:
-            self.stream.write("\r\x1b[K")
-
-
 def _non_negative(text: str) -> float:
     try:
         value = float(text)
@@ -769,7 +741,7 @@ def run(args: argparse.Namespace) -> int:
     stats = PublishStats()
     blank = [0]
     pacer = Pacer(args.rate)
-    progress = _Progress(stderr)
+    progress = Progress("publish", unit="sent", stream=stderr)
     started = time.monotonic()
     with sigterm_raises():
         try:
@@ -792,7 +764,13 @@ def run(args: argparse.Namespace) -> int:
                     stats.refused[str(error)] += 1
                     progress.done()
                     stderr.write(f"line {number}: not sent: {error}\n")
-                progress.update(stats, publisher.report)
+                progress.update(
+                    publisher.report().sent,
+                    lambda: (
+                        f"{publisher.report().acknowledged:,} acknowledged,"
+                        f" {stats.invalid_total:,} invalid"
+                    ),
+                )
         except KeyboardInterrupt:
             stats.stopped = 130
         except Terminated:

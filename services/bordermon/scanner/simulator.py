@@ -33,6 +33,8 @@ from typing import IO, Any, Final, NamedTuple, TypedDict, cast
 
 import orjson
 
+from bordermon.progress import Progress
+
 __all__ = [
     "DEFAULT_MIX",
     "DEFAULT_START",
@@ -1210,30 +1212,6 @@ def _spec_from_args(args: argparse.Namespace) -> tuple[SimulationSpec, float]:
     return spec, _parse_float("--rate", args.rate)
 
 
-class _Progress:
-    """A one-line counter on stderr, only for a person watching (stderr is a terminal)."""
-
-    def __init__(self) -> None:
-        self.enabled = sys.stderr.isatty()
-        self.started = time.monotonic()
-        self.last = 0.0
-        self.shown = False
-
-    def show(self, lines: int, final: bool = False) -> None:
-        now = time.monotonic()
-        if not self.enabled or (not final and now - self.last < 0.5):
-            return
-        self.last = now
-        rate = lines / max(now - self.started, 1e-9)
-        sys.stderr.write(f"\rsimulate: {lines:,} lines ({rate:,.0f}/s)" + ("\n" if final else ""))
-        sys.stderr.flush()
-        self.shown = not final
-
-    def end(self) -> None:
-        if self.enabled and self.shown:
-            sys.stderr.write("\n")
-
-
 def run(args: argparse.Namespace) -> int:
     """Run `bordermon simulate`: 0 when done (or the reader left), 2 on a bad argument."""
     try:
@@ -1264,7 +1242,7 @@ def run(args: argparse.Namespace) -> int:
         # thresholds would re-scan the heap of pending lines over and over (~10 % of the time).
         thresholds = gc.get_threshold()
         gc.set_threshold(100_000, 50, 100)
-        progress = _Progress()
+        progress = Progress("simulate", unit="lines")
         try:
             _write(generate(spec, on_truth), out, rate, progress)
         except BrokenPipeError:
@@ -1273,19 +1251,18 @@ def run(args: argparse.Namespace) -> int:
             _silence_stdout()
             return 0
         except KeyboardInterrupt:
-            progress.end()
+            progress.done()
             return 130
         finally:
             gc.set_threshold(*thresholds)
     return 0
 
 
-def _write(lines: Iterator[bytes], out: IO[bytes], rate: float, progress: _Progress) -> None:
+def _write(lines: Iterator[bytes], out: IO[bytes], rate: float, progress: Progress) -> None:
     """Write lines in batches; with a rate, hold it, handing each line over when it is due."""
     batch: list[bytes] = []
-    count = 0
     started = time.monotonic()
-    for line in lines:
+    for count, line in enumerate(lines):
         if rate > 0:
             due = started + count / rate
             now = time.monotonic()
@@ -1294,18 +1271,16 @@ def _write(lines: Iterator[bytes], out: IO[bytes], rate: float, progress: _Progr
                     out.write(b"\n".join(batch) + b"\n")
                     batch.clear()
                 out.flush()
-                progress.show(count)
+                progress.update(count)
                 time.sleep(due - now)
         batch.append(line)
-        count += 1
         if len(batch) >= 2048:
             out.write(b"\n".join(batch) + b"\n")
             batch.clear()
-            progress.show(count)
+            progress.update(count + 1)
     if batch:
         out.write(b"\n".join(batch) + b"\n")
     out.flush()
-    progress.show(count, final=True)
 
 
 def _silence_stdout() -> None:

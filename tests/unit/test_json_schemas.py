@@ -1,0 +1,1047 @@
+"""topics/schemas/*.schema.json say what the core checks (SPEC §3, §5).
+
+The JSON Schemas are for scanner vendors and subscribers that do not run Python; the core's
+`parse_crossing` is the reference. These tests hold the two together:
+
+- a table of valid events that both accept, and of invalid ones that both reject (the core
+  with the expected SPEC reason, the schema with an error on the same field);
+- the few rules only the reference validator can check, listed explicitly
+  (`VALIDATOR_ONLY`), where the core rejects and the schema cannot see why, and the one place
+  where the schema is stricter (`SCHEMA_STRICTER`: mixed-case country codes);
+- generated crossing-like documents (valid, then mutated): the schema accepts exactly when
+  the core does, but for those documented gaps;
+- every flag the core produces (from `apply` and from `bordermon replay` over a simulated
+  file) validates against the flag schema, and what the flag schema cannot say holds too.
+"""
+
+from __future__ import annotations
+
+import calendar
+import copy
+import hashlib
+import io
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from builders import CHPL, entry, exit_
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from jsonschema import Draft202012Validator, ValidationError
+
+from bordermon.core import ConsignmentState, DetectionConfig, Flag, apply, parse_crossing
+from bordermon.core.countries import ASSIGNED_ALPHA2
+from bordermon.core.crossing import MAX_EVENT_BYTES, InvalidCrossing, validate_document
+from bordermon.core.pipeline import Accepted, Message, Reject, validate
+from bordermon.core.rule import DAY_NS
+from bordermon.core.timestamps import NANOS_PER_SECOND, parse_instant
+from bordermon.replay import replay
+from bordermon.scanner.simulator import SimulationSpec, simulate
+
+REPO = Path(__file__).resolve().parents[2]
+SCHEMAS = REPO / "topics" / "schemas"
+CROSSING_SCHEMA: dict[str, Any] = json.loads(
+    (SCHEMAS / "crossing-v1.schema.json").read_text("utf-8")
+)
+FLAG_SCHEMA: dict[str, Any] = json.loads((SCHEMAS / "flag-v1.schema.json").read_text("utf-8"))
+CROSSING = Draft202012Validator(CROSSING_SCHEMA)
+FLAG = Draft202012Validator(FLAG_SCHEMA)
+
+REQUIRED = (
+    "event_id",
+    "consignment_id",
+    "checkpoint",
+    "from_country",
+    "to_country",
+    "observed_at",
+    "goods",
+)
+ABSENT: Any = object()
+"""A field value meaning: leave the field out."""
+
+BASE: dict[str, Any] = {
+    "schema": "crossing/1",
+    "event_id": "ev-1",
+    "consignment_id": "CONS-1",
+    "checkpoint": "KZ-NUR-ZHOLY",
+    "from_country": "CN",
+    "to_country": "KZ",
+    "observed_at": "2024-03-01T10:00:00Z",
+    "goods": [{"hs_code": "8542.31", "value_usd": 1200.5, "quantity": 10, "unit": "pcs"}],
+}
+
+
+def event(**changes: Any) -> dict[str, Any]:
+    """BASE (a valid entry CN -> KZ) with fields replaced; ABSENT removes one."""
+    doc = copy.deepcopy(BASE)
+    for key, value in changes.items():
+        if value is ABSENT:
+            doc.pop(key, None)
+        else:
+            doc[key] = value
+    return doc
+
+
+def line(**changes: Any) -> list[dict[str, Any]]:
+    """`goods` of one line {"hs_code": "854231"} with members replaced (ABSENT removes)."""
+    item: dict[str, Any] = {"hs_code": "854231"}
+    for key, value in changes.items():
+        if value is ABSENT:
+            item.pop(key, None)
+        else:
+            item[key] = value
+    return [item]
+
+
+def core_reason(raw: bytes) -> str | None:
+    """None when the core accepts the bytes, else its SPEC reason."""
+    try:
+        parse_crossing(raw)
+    except InvalidCrossing as error:
+        return error.reason
+    return None
+
+
+def schema_errors(doc: object) -> list[ValidationError]:
+    return list(CROSSING.iter_errors(doc))
+
+
+def _leaf_errors(errors: list[ValidationError]) -> Iterator[ValidationError]:
+    for error in errors:
+        yield error
+        yield from _leaf_errors(list(error.context or []))
+
+
+def blamed_fields(doc: object, errors: list[ValidationError]) -> set[str]:
+    """Top-level fields the schema's errors point at ('' for the document as a whole)."""
+    blamed: set[str] = set()
+    for error in _leaf_errors(errors):
+        path = list(error.absolute_path)
+        if path:
+            blamed.add(str(path[0]))
+        elif error.validator == "required" and isinstance(doc, dict):
+            blamed.update(name for name in error.validator_value if name not in doc)
+        else:
+            blamed.add("")
+    return blamed
+
+
+def assert_schema_blames(doc: object, reason: str) -> None:
+    """The schema rejects `doc` for the rule the core named, not by coincidence."""
+    errors = schema_errors(doc)
+    assert errors, f"the schema accepts what the core rejects as {reason}"
+    blamed = blamed_fields(doc, errors)
+    if reason == "not_an_object":
+        assert "" in blamed
+    elif reason == "not_a_crossing":
+        # The oneOf over the two sides; with a mixed-case code the enum of that side instead.
+        assert blamed & {"", "from_country", "to_country"}, blamed
+    else:
+        field = reason.split(":", 1)[1]
+        assert field in blamed, f"{reason}: the schema blames {sorted(blamed)}"
+
+
+# --- the schemas themselves ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("schema", [CROSSING_SCHEMA, FLAG_SCHEMA], ids=["crossing", "flag"])
+def test_schemas_are_valid_draft_2020_12_and_documented(schema: dict[str, Any]) -> None:
+    Draft202012Validator.check_schema(schema)
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert schema["$id"].startswith("urn:bordermon:schema:")
+    assert schema["title"] and schema["description"]
+    undocumented = [name for name, sub in schema["properties"].items() if "description" not in sub]
+    assert not undocumented, "vendors read these: every property says what it is"
+    for example in schema["examples"]:
+        Draft202012Validator(schema).validate(example)
+
+
+def test_the_crossing_schema_lists_what_only_the_reference_validator_checks() -> None:
+    description = CROSSING_SCHEMA["description"]
+    for words in ("64 KiB", "invalid_json", "key_mismatch", "monitored country", "mixed case"):
+        assert words in description
+    readme = (SCHEMAS / "README.md").read_text("utf-8")
+    for words in ("64 KiB", "invalid_json", "key_mismatch", "monitored country", "Mixed-case"):
+        assert words in readme
+
+
+def test_country_lists_are_the_core_data_file() -> None:
+    upper = sorted(ASSIGNED_ALPHA2)
+    assert CROSSING_SCHEMA["$defs"]["country"]["enum"] == upper + [c.lower() for c in upper]
+    assert FLAG_SCHEMA["$defs"]["country"]["enum"] == upper
+
+
+def test_shared_definitions_are_the_same_in_both_files() -> None:
+    for name in ("rfc3339",):
+        assert CROSSING_SCHEMA["$defs"][name] == FLAG_SCHEMA["$defs"][name]
+    crossing_id = {k: v for k, v in CROSSING_SCHEMA["$defs"]["id"].items() if k != "description"}
+    flag_id = {k: v for k, v in FLAG_SCHEMA["$defs"]["id"].items() if k != "description"}
+    assert crossing_id == flag_id
+
+
+def test_the_schema_examples_are_accepted_by_the_core_and_give_the_flag_example() -> None:
+    raws = [orjson.dumps(doc) for doc in CROSSING_SCHEMA["examples"]]
+    assert [core_reason(raw) for raw in raws] == [None, None]
+    out = io.BytesIO()
+    replay(io.BytesIO(b"\n".join(raws)), out, DetectionConfig(watchlist=CHPL))
+    (flag,) = [orjson.loads(text) for text in out.getvalue().splitlines()]
+    (expected,) = FLAG_SCHEMA["examples"]
+    assert {**flag, "detected_at": None} == {**expected, "detected_at": None}
+
+
+# --- crossing events: the table -----------------------------------------------------------
+
+LONG_FRACTION = "2024-03-01T10:00:00." + "1" * 43 + "Z"  # 64 characters, the most the core takes
+
+VALID: list[tuple[str, dict[str, Any]]] = [
+    ("base entry", event()),
+    ("exit to RU", event(from_country="KZ", to_country="RU")),
+    ("exit elsewhere", event(from_country="KZ", to_country="CN")),
+    ("minimal", {k: BASE[k] for k in REQUIRED} | {"goods": line()}),
+    ("schema null", event(schema=None)),
+    ("schema absent", event(schema=ABSENT)),
+    ("lower-case countries", event(from_country="cn", to_country="kz")),
+    ("lower-case exit", event(from_country="kz", to_country="ru")),
+    ("declared RU", event(declared_destination="RU")),
+    ("declared lower case", event(declared_destination="kz")),
+    ("declared null", event(declared_destination=None)),
+    ("unknown fields", event(extra={"a": [1, None]}, note="x", padding="y" * 1000)),
+    ("event_id 1", event(event_id="e")),
+    ("event_id 128", event(event_id="e" * 128)),
+    ("event_id 128 astral", event(event_id="😀" * 128)),
+    ("consignment_id unicode", event(consignment_id="Груз/№ 7 — 貨物 ✓")),
+    ("consignment_id 128", event(consignment_id="c" * 128)),
+    ("consignment_id nbsp", event(consignment_id="CONS\u00a01")),
+    ("consignment_id line separator", event(consignment_id="CONS\u20281")),  # Zl, not Cc
+    ("consignment_id zero width", event(consignment_id="CONS\u200b1")),  # Cf, not Cc
+    ("checkpoint 64", event(checkpoint="K" * 64)),
+    ("checkpoint with a tab", event(checkpoint="KZ\tNUR")),  # only ids refuse controls
+    ("lower-case t and z", event(observed_at="2024-03-01t10:00:00z")),
+    ("offset", event(observed_at="2024-03-01T15:00:00+05:00")),
+    ("offset -00:00", event(observed_at="2024-03-01T10:00:00-00:00")),
+    ("offset +23:59", event(observed_at="2024-03-01T10:00:00+23:59")),
+    ("nanoseconds", event(observed_at="2024-03-01T10:00:00.123456789+05:00")),
+    ("one fraction digit", event(observed_at="2024-03-01T10:00:00.5Z")),
+    ("64 characters", event(observed_at=LONG_FRACTION)),
+    ("leap second", event(observed_at="2024-02-29T23:59:60Z")),
+    ("29 Feb 2000", event(observed_at="2000-02-29T00:00:00Z")),
+    ("29 Feb 0004", event(observed_at="0004-02-29T00:00:00Z")),
+    ("31 Jan", event(observed_at="2024-01-31T00:00:00Z")),
+    ("30 Apr", event(observed_at="2024-04-30T00:00:00Z")),
+    ("28 Feb 2023", event(observed_at="2023-02-28T00:00:00Z")),
+    ("year 1", event(observed_at="0001-01-01T00:00:00Z")),
+    ("year 9999", event(observed_at="9999-12-31T23:59:59Z")),
+    ("hs 6 digits", event(goods=line(hs_code="854231"))),
+    ("hs 10 digits", event(goods=line(hs_code="8542310000"))),
+    ("hs dotted", event(goods=line(hs_code="8542.31.00.00"))),
+    ("hs spaced", event(goods=line(hs_code="8471 50 00 00"))),
+    ("hs separators around", event(goods=line(hs_code=" .854231. "))),
+    ("hs every digit apart", event(goods=line(hs_code="8 5 4 2 3 1"))),
+    ("zero values", event(goods=line(value_usd=0, quantity=0.0))),
+    ("big values", event(goods=line(value_usd=1e308, quantity=10**18))),
+    ("null line members", event(goods=line(value_usd=None, quantity=None, unit=None))),
+    ("null description", event(goods=line(description=None))),
+    ("unknown line members", event(goods=line(colour="green", origin={"cc": "CN"}))),
+    ("1000 lines", event(goods=line() * 1000)),
+    ("several lines", event(goods=line() + line(hs_code="847150") + line(description="x"))),
+    ("transport road", event(transport={"mode": "road", "vehicle_id": "777ABC02"})),
+    ("transport rail", event(transport={"mode": "rail", "container_id": "MSKU1234565"})),
+    ("transport air", event(transport={"mode": "air"})),
+    ("transport sea", event(transport={"mode": "sea", "seal_id": "S1", "vessel": "IMO 1"})),
+    ("transport empty", event(transport={})),
+    ("transport nulls", event(transport={"mode": None, "vehicle_id": None, "seal_id": None})),
+    ("transport null", event(transport=None)),
+    ("scanner_id 1", event(scanner_id="s")),
+    ("scanner_id 64", event(scanner_id="s" * 64)),
+    ("scanner_id null", event(scanner_id=None)),
+]
+
+
+@pytest.mark.parametrize("doc", [doc for _, doc in VALID], ids=[name for name, _ in VALID])
+def test_valid_events_are_accepted_by_both(doc: dict[str, Any]) -> None:
+    assert core_reason(orjson.dumps(doc)) is None
+    assert schema_errors(doc) == []
+
+
+def _invalid_table() -> list[tuple[str, object, str]]:
+    cases: list[tuple[str, object, str]] = [
+        ("array", [BASE], "not_an_object"),
+        ("string", "crossing", "not_an_object"),
+        ("number", 42, "not_an_object"),
+        ("null", None, "not_an_object"),
+        ("CN to RU", event(from_country="CN", to_country="RU"), "not_a_crossing"),
+        ("KZ to KZ", event(from_country="KZ", to_country="KZ"), "not_a_crossing"),
+        ("kz to KZ", event(from_country="kz", to_country="KZ"), "not_a_crossing"),
+        ("kz to kz", event(from_country="kz", to_country="kz"), "not_a_crossing"),
+        ("TR to TR", event(from_country="TR", to_country="TR"), "not_a_crossing"),
+    ]
+    for name in REQUIRED:
+        cases.append((f"{name} absent", event(**{name: ABSENT}), f"missing_field:{name}"))
+        cases.append((f"{name} null", event(**{name: None}), f"invalid_field:{name}"))
+    invalid_values: dict[str, list[object]] = {
+        "schema": ["crossing/2", "CROSSING/1", "", 1, True, {}],
+        "event_id": ["", "e" * 129, 12345, ["ev-1"], "ev\n1", "ev-1\n", "\t", "ev\x00", "ev\x7f"],
+        "consignment_id": [
+            "",
+            "c" * 129,
+            "CONS\x00-1",
+            "CONS\x1f",
+            "CONS\x7f",
+            "CONS\u0085",  # C1 control (NEL)
+            "CONS\u009f",
+            "CONS-1\n",
+            ["CONS-1"],
+            1.5,
+        ],
+        "checkpoint": ["", "K" * 65, 7, False],
+        "from_country": [
+            "XX",
+            "EU",  # exceptionally reserved
+            "UK",
+            "XK",  # user-assigned
+            "ZZ",
+            "CHN",
+            "C",
+            "",
+            " CN",
+            "CN\n",
+            "ıt",  # dotless i upper-cases to I in Python
+            "ＣＮ",  # fullwidth
+            ["CN"],
+        ],
+        "to_country": [7, "KAZ", "Kazakhstan", "KZ "],
+        "observed_at": [
+            "2024-03-01T10:00:00",  # no offset
+            "2024-03-01 10:00:00Z",
+            "2024-03-01",
+            "2024-02-30T10:00:00Z",
+            "2024-02-31T10:00:00Z",
+            "2023-02-29T10:00:00Z",
+            "1900-02-29T10:00:00Z",
+            "2100-02-29T10:00:00Z",
+            "2024-04-31T10:00:00Z",
+            "2024-06-31T10:00:00Z",
+            "2024-09-31T10:00:00Z",
+            "2024-11-31T10:00:00Z",
+            "2024-01-32T10:00:00Z",
+            "2024-01-00T10:00:00Z",
+            "2024-13-01T10:00:00Z",
+            "2024-00-01T10:00:00Z",
+            "0000-01-01T00:00:00Z",
+            "2024-03-01T24:00:00Z",
+            "2024-03-01T10:60:00Z",
+            "2024-03-01T10:00:61Z",
+            "2024-03-01T10:00:00+0500",
+            "2024-03-01T10:00:00+05",
+            "2024-03-01T10:00:00+24:00",
+            "2024-03-01T10:00:00+05:60",
+            "2024-03-01T10:00:00.Z",
+            "2024-03-01T10:00:00Z\n",
+            " 2024-03-01T10:00:00Z",
+            "２０２４-03-01T10:00:00Z",  # fullwidth digits
+            "٢٠٢٤-03-01T10:00:00Z",  # Arabic-Indic digits
+            LONG_FRACTION[:-1] + "1Z",  # 65 characters
+            "1709287200",
+            1709287200,
+        ],
+        "goods": [
+            [],
+            {"hs_code": "854231"},
+            "854231",
+            line() * 1001,
+            [None],
+            ["854231"],
+            [[{"hs_code": "854231"}]],
+            line(hs_code=ABSENT, description="chips"),
+            line(hs_code=None),
+            line(hs_code="85423"),  # 5 digits
+            line(hs_code="85423100001"),  # 11 digits
+            line(hs_code="8542.3"),
+            line(hs_code="8542AB"),
+            line(hs_code="8542-31"),
+            line(hs_code="8542\t31"),
+            line(hs_code="854231\n"),
+            line(hs_code=""),
+            line(hs_code=". ."),
+            line(hs_code="٨٥٤٢٣١"),  # Arabic-Indic digits are not HS digits
+            line(hs_code=854231),  # a number loses leading zeros
+            line(value_usd=-1),
+            line(value_usd=-0.001),
+            line(value_usd="12"),
+            line(value_usd=True),
+            line(quantity=-0.5),
+            line(quantity=False),
+            line(quantity=[1]),
+            line(description=5),
+            line(unit=["pcs"]),
+            [*line(), None],
+        ],
+        "declared_destination": ["ZZ", "Russia", "RUS", 7, "", ["RU"]],
+        "transport": [
+            "truck",
+            5,
+            [],
+            {"mode": "truck"},
+            {"mode": "Road"},
+            {"mode": ""},
+            {"mode": 1},
+            {"mode": True},
+            {"mode": "road", "seal_id": 5},
+            {"vehicle_id": ["A"]},
+            {"container_id": {}},
+        ],
+        "scanner_id": ["", "s" * 65, 5, ["s"], True],
+    }
+    for name, values in invalid_values.items():
+        for number, value in enumerate(values):
+            doc = event(**{name: value})
+            cases.append((f"{name} #{number} {value!r:.30}", doc, f"invalid_field:{name}"))
+    return cases
+
+
+INVALID = _invalid_table()
+
+
+@pytest.mark.parametrize(
+    ("doc", "reason"),
+    [(doc, reason) for _, doc, reason in INVALID],
+    ids=[name for name, _, _ in INVALID],
+)
+def test_invalid_events_are_rejected_by_both(doc: object, reason: str) -> None:
+    assert core_reason(orjson.dumps(doc)) == reason
+    assert_schema_blames(doc, reason)
+
+
+def _spec_reasons() -> set[str]:
+    """The reason codes SPEC §3 lists (`invalid_json` · `not_an_object` · ...)."""
+    spec = (REPO / "docs" / "SPEC.md").read_text("utf-8")
+    (listing,) = [part for part in spec.split("\n\n") if part.startswith("`invalid_json`")]
+    first_codes = [re.search(r"`([a-z_]+)", item) for item in listing.split("·")]
+    return {match.group(1) for match in first_codes if match}
+
+
+def test_the_tables_cover_every_spec_reason_and_field() -> None:
+    reasons = {reason for _, _, reason in INVALID} | {r for _, _, r, _ in VALIDATOR_ONLY}
+    reasons.add("key_mismatch")  # test_key_mismatch_is_only_in_the_reference_validator
+    spec = _spec_reasons()
+    assert spec >= {"invalid_json", "too_large", "key_mismatch", "missing_field"}
+    assert spec <= {reason.split(":")[0] for reason in reasons}
+    fields = set(CROSSING_SCHEMA["properties"])
+    assert {f"invalid_field:{name}" for name in fields} <= reasons
+    assert {f"missing_field:{name}" for name in CROSSING_SCHEMA["required"]} <= reasons
+
+
+# --- what only the reference validator checks ---------------------------------------------
+
+
+def _too_large() -> bytes:
+    return orjson.dumps(event(padding="x" * MAX_EVENT_BYTES))
+
+
+def _lenient_decode(raw: bytes) -> object | None:
+    """What a lenient JSON parser (Python's json) hands a schema validator, or None."""
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+_BASE_JSON = orjson.dumps(BASE)
+VALIDATOR_ONLY: list[tuple[str, bytes, str, str]] = [
+    # (case, raw bytes, the core's reason, why the schema cannot say it)
+    ("over 64 KiB", _too_large(), "too_large", "size is not in the decoded document"),
+    ("not JSON", b"{not json", "invalid_json", "no document to validate"),
+    ("empty", b"", "invalid_json", "no document to validate"),
+    ("not UTF-8", _BASE_JSON.replace(b"CONS-1", b"CONS-\xff"), "invalid_json", "no document"),
+    ("trailing data", _BASE_JSON + b" trailing", "invalid_json", "no document to validate"),
+    (
+        "NaN",
+        _BASE_JSON.replace(b'"value_usd":1200.5', b'"value_usd":NaN'),
+        "invalid_json",
+        "lenient parsers read NaN, and NaN < 0 is false",
+    ),
+    (
+        "1e400",
+        _BASE_JSON.replace(b'"value_usd":1200.5', b'"value_usd":1e400'),
+        "invalid_json",
+        "lenient parsers read infinity, a number >= 0",
+    ),
+    (
+        "lone surrogate",
+        _BASE_JSON.replace(b'"unit":"pcs"', b'"unit":"\\ud800"'),
+        "invalid_json",
+        "lenient parsers read a lone surrogate as a string",
+    ),
+    (
+        "Infinity",
+        _BASE_JSON.replace(b'"quantity":10', b'"quantity":Infinity'),
+        "invalid_json",
+        "lenient parsers read infinity, a number >= 0",
+    ),
+]
+"""Rejected by the core only: the schema cannot see bytes, sizes or Kafka keys."""
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [(raw, reason) for _, raw, reason, _ in VALIDATOR_ONLY],
+    ids=[name for name, _, _, _ in VALIDATOR_ONLY],
+)
+def test_what_only_the_reference_validator_rejects(raw: bytes, reason: str) -> None:
+    assert core_reason(raw) == reason
+    decoded = _lenient_decode(raw)
+    if decoded is not None:
+        # What a lenient parser hands a schema validator: the schema has nothing against it.
+        assert schema_errors(decoded) == []
+
+
+def test_key_mismatch_is_only_in_the_reference_validator() -> None:
+    raw = orjson.dumps(event())
+    config = DetectionConfig(watchlist=CHPL)
+    outcome = validate(Message(value=raw, key=b"CONS-2", check_key=True), config)
+    assert isinstance(outcome, Reject)
+    assert outcome.reason == "key_mismatch"
+    assert isinstance(validate(Message(value=raw, key=b"CONS-1", check_key=True), config), Accepted)
+    assert CROSSING.is_valid(orjson.loads(raw)), "the Kafka key is not in the document"
+
+
+def test_the_monitored_country_is_configuration_the_schema_says_kz() -> None:
+    doc = event(from_country="CN", to_country="KG")
+    assert validate_document(doc, monitored_country="KG").to_country == "KG"
+    assert not CROSSING.is_valid(doc)
+    assert CROSSING.is_valid(event())
+
+
+SCHEMA_STRICTER: list[tuple[str, dict[str, Any]]] = [
+    ("from_country Cn", event(from_country="Cn")),
+    ("to_country kZ", event(to_country="kZ")),
+    ("exit to Ru", event(from_country="KZ", to_country="Ru")),
+    ("declared_destination rU", event(declared_destination="rU")),
+]
+"""Mixed-case country codes: the core accepts them, the schema does not (upper or lower)."""
+
+
+@pytest.mark.parametrize(
+    "doc", [doc for _, doc in SCHEMA_STRICTER], ids=[name for name, _ in SCHEMA_STRICTER]
+)
+def test_mixed_case_countries_are_where_the_schema_is_stricter(doc: dict[str, Any]) -> None:
+    assert core_reason(orjson.dumps(doc)) is None
+    assert not CROSSING.is_valid(doc)
+
+
+UNHASHABLE_MODES: list[object] = [["road"], {"kind": "road"}, []]
+
+
+@pytest.mark.parametrize("mode", UNHASHABLE_MODES, ids=["list", "object", "empty list"])
+def test_an_unhashable_transport_mode_is_invalid(mode: object) -> None:
+    doc = event(transport={"mode": mode})
+    assert not CROSSING.is_valid(doc)
+    assert core_reason(orjson.dumps(doc)) == "invalid_field:transport"
+
+
+# --- generated documents ------------------------------------------------------------------
+
+ASSIGNED = sorted(ASSIGNED_ALPHA2)
+NEIGHBOURS = [code for code in ASSIGNED if code != "KZ"]
+_TEXT = st.characters(exclude_categories=("Cs",))  # orjson cannot write lone surrogates
+_ID_CHARS = st.characters(exclude_categories=("Cs", "Cc"))
+
+ids = st.one_of(
+    st.text(_ID_CHARS, min_size=1, max_size=20),
+    st.integers(120, 128).map(lambda n: "e" * n),
+)
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**63 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(_TEXT, max_size=6),
+)
+any_json = st.recursive(
+    scalars,
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(st.text(_TEXT, max_size=5), children, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+@st.composite
+def valid_timestamps(draw: st.DrawFn) -> str:
+    year = draw(st.integers(1, 9999))
+    month = draw(st.integers(1, 12))
+    day = draw(st.integers(1, calendar.monthrange(year, month)[1]))
+    clock = f"{draw(st.integers(0, 23)):02d}:{draw(st.integers(0, 59)):02d}"
+    second = draw(st.integers(0, 60))
+    fraction = draw(st.sampled_from(["", ".5", ".000", ".123456789"]))
+    offset = draw(
+        st.sampled_from(["Z", "z"])
+        | st.builds(
+            "{}{:02d}:{:02d}".format,
+            st.sampled_from("+-"),
+            st.integers(0, 23),
+            st.integers(0, 59),
+        )
+    )
+    separator = draw(st.sampled_from("Tt"))
+    return f"{year:04d}-{month:02d}-{day:02d}{separator}{clock}:{second:02d}{fraction}{offset}"
+
+
+@st.composite
+def timestamp_like(draw: st.DrawFn) -> str:
+    """Near-misses of RFC 3339: every part drawn from valid and invalid spellings."""
+    pick = draw
+    year = pick(
+        st.sampled_from(["0000", "0001", "0004", "0400", "1900", "2000", "2023", "2024", "2100"])
+        | st.text("0123456789", min_size=4, max_size=4)
+    )
+    month = pick(st.sampled_from(["00", "01", "02", "04", "06", "09", "11", "12", "13", "1"]))
+    day = pick(st.sampled_from(["00", "01", "28", "29", "30", "31", "32", "1"]))
+    hour = pick(st.sampled_from(["00", "09", "19", "23", "24"]))
+    minute = pick(st.sampled_from(["00", "59", "60"]))
+    second = pick(st.sampled_from(["00", "59", "60", "61", ""]))
+    separator = pick(st.sampled_from(["T", "t", " ", "_", ""]))
+    fraction = pick(st.sampled_from(["", "", ".", ".5", ".123456789", "," + "5"]))
+    offset = pick(
+        st.sampled_from(
+            ["Z", "z", "", "+05:00", "-00:00", "+23:59", "+24:00", "+05:60", "+0500", "+05", "Zz"]
+        )
+    )
+    head = pick(st.sampled_from(["", "", " ", "\n", "٢"]))
+    tail = pick(st.sampled_from(["", "", "", "\n", " ", "x", "\x00"]))
+    seconds = f":{second}" if second else ""
+    return f"{head}{year}-{month}-{day}{separator}{hour}:{minute}{seconds}{fraction}{offset}{tail}"
+
+
+@st.composite
+def calendar_edges(draw: st.DrawFn) -> str:
+    """Well-formed but for the calendar: month ends in leap and common years."""
+    year = draw(
+        st.sampled_from([1, 4, 100, 400, 1900, 2000, 2023, 2024, 2100]) | st.integers(1, 9999)
+    )
+    month = draw(st.sampled_from([2, 2, 2, 4, 6, 9, 11]) | st.integers(1, 12))
+    day = draw(st.sampled_from([28, 29, 29, 30, 31]))
+    return f"{year:04d}-{month:02d}-{day:02d}T10:00:00Z"
+
+
+def cased(code: str) -> st.SearchStrategy[str]:
+    return st.sampled_from([code, code.lower()])
+
+
+country_like = st.one_of(
+    st.sampled_from(ASSIGNED).flatmap(cased),
+    st.sampled_from(ASSIGNED).map(lambda c: c[0] + c[1].lower()),  # mixed case: core only
+    st.sampled_from(["KZ", "kz", "Kz", "XX", "EU", "UK", "XK", "ZZ", "KAZ", "K", "", " KZ"]),
+    st.sampled_from(["KZ\n", "ıt", "ＫＺ", "RU "]),
+    any_json,
+)
+hs_like = st.one_of(
+    st.text("0123456789", min_size=5, max_size=11),
+    st.text("0123456789. ", max_size=16),
+    st.text("0123456789.-a٣\n\t ", max_size=12),
+    st.integers(0, 10**11),
+    any_json,
+)
+number_like = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False), st.integers(-5, 10**18), any_json
+)
+
+
+@st.composite
+def goods_lines(draw: st.DrawFn, valid: bool) -> object:
+    if not valid and draw(st.integers(0, 9)) == 0:
+        return draw(any_json)
+    digits = draw(st.text("0123456789", min_size=6, max_size=10))
+    separators = draw(st.lists(st.sampled_from(["", "", ".", " "]), min_size=len(digits)))
+    item: dict[str, Any] = {"hs_code": "".join(map(str.__add__, digits, separators))}
+    for name, values in (
+        ("value_usd", st.floats(0, 1e12) | st.integers(0, 10**9) | st.none()),
+        ("quantity", st.floats(0, 1e6) | st.integers(0, 10**6) | st.none()),
+        ("description", st.text(_TEXT, max_size=10) | st.none()),
+        ("unit", st.sampled_from(["pcs", "kg", ""]) | st.none()),
+    ):
+        if draw(st.booleans()):
+            item[name] = draw(values)
+    if not valid:
+        for _ in range(draw(st.integers(1, 2))):
+            name = draw(st.sampled_from(["hs_code", "value_usd", "quantity", "description"]))
+            action = draw(st.sampled_from(["set", "set", "delete", "null"]))
+            if action == "delete":
+                item.pop(name, None)
+            elif action == "null":
+                item[name] = None
+            else:
+                pool = {"hs_code": hs_like, "description": any_json}.get(name, number_like)
+                item[name] = draw(pool)
+    return item
+
+
+transport_like = st.one_of(
+    st.none(),
+    any_json,
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "mode": st.sampled_from(["road", "rail", "air", "sea", "Road", "truck", "", None])
+            | any_json,
+            "vehicle_id": st.text(_TEXT, max_size=8) | any_json,
+            "seal_id": st.text(_TEXT, max_size=8) | st.none(),
+            "wagon": any_json,
+        },
+    ),
+)
+
+FIELD_VALUES: dict[str, st.SearchStrategy[object]] = {
+    "schema": st.sampled_from(["crossing/1", "crossing/2", "", None]) | any_json,
+    "event_id": ids | st.text(_TEXT, max_size=12) | any_json,
+    "consignment_id": ids | st.text(_TEXT, max_size=12) | any_json,
+    "checkpoint": st.text(_TEXT, max_size=3)
+    | st.integers(62, 66).map(lambda n: "K" * n)
+    | any_json,
+    "from_country": country_like,
+    "to_country": country_like,
+    "observed_at": timestamp_like() | calendar_edges() | valid_timestamps() | any_json,
+    "goods": st.lists(goods_lines(valid=False), max_size=3) | any_json,
+    "declared_destination": country_like,
+    "transport": transport_like,
+    "scanner_id": st.text(_TEXT, max_size=3)
+    | st.integers(62, 66).map(lambda n: "s" * n)
+    | any_json,
+    "unknown": any_json,
+    # Both countries at once: entry, exit, neither or both sides the monitored country.
+    "sides": st.tuples(*[st.sampled_from(["KZ", "kz", "Kz", "RU", "cn", "XK"])] * 2),
+}
+
+
+@st.composite
+def valid_events(draw: st.DrawFn) -> dict[str, Any]:
+    kz = draw(cased("KZ"))
+    other = draw(st.sampled_from(NEIGHBOURS).flatmap(cased))
+    entering = draw(st.booleans())
+    doc: dict[str, Any] = {
+        "event_id": draw(ids),
+        "consignment_id": draw(ids),
+        "checkpoint": draw(st.text(_TEXT, min_size=1, max_size=12)),
+        "from_country": other if entering else kz,
+        "to_country": kz if entering else other,
+        "observed_at": draw(valid_timestamps()),
+        "goods": draw(st.lists(goods_lines(valid=True), min_size=1, max_size=3)),
+    }
+    optional: dict[str, st.SearchStrategy[object]] = {
+        "schema": st.sampled_from(["crossing/1", None]),
+        "declared_destination": st.sampled_from(ASSIGNED).flatmap(cased) | st.none(),
+        "transport": st.none()
+        | st.fixed_dictionaries(
+            {}, optional={"mode": st.sampled_from(["road", "rail", "air", "sea", None])}
+        ),
+        "scanner_id": st.text(_TEXT, min_size=1, max_size=64) | st.none(),
+    }
+    for name, values in optional.items():
+        if draw(st.booleans()):
+            doc[name] = draw(values)
+    return doc
+
+
+@st.composite
+def crossing_like(draw: st.DrawFn) -> dict[str, Any]:
+    """A valid event, then 0-3 mutations: a field replaced, removed or set to null."""
+    doc = draw(valid_events())
+    for _ in range(draw(st.integers(0, 3))):
+        name = draw(st.sampled_from(sorted(FIELD_VALUES)))
+        action = draw(st.sampled_from(["set", "set", "set", "delete", "null"]))
+        if name == "sides":
+            action = "set"
+        if action == "delete":
+            doc.pop(name, None)
+        elif action == "null":
+            doc[name] = None
+        elif name == "sides":
+            doc["from_country"], doc["to_country"] = draw(FIELD_VALUES[name])
+        else:
+            doc[name] = draw(FIELD_VALUES[name])
+    return doc
+
+
+def _mixed_case_country(doc: dict[str, Any]) -> bool:
+    """Holds a code the core takes and the schema does not (documented: SCHEMA_STRICTER)."""
+    for name in ("from_country", "to_country", "declared_destination"):
+        value = doc.get(name)
+        if (
+            isinstance(value, str)
+            and value.isascii()
+            and value.upper() in ASSIGNED_ALPHA2
+            and value not in (value.upper(), value.lower())
+        ):
+            return True
+    return False
+
+
+def _unhashable_transport_mode(doc: dict[str, Any]) -> bool:
+    transport = doc.get("transport")
+    return isinstance(transport, dict) and isinstance(transport.get("mode"), list | dict)
+
+
+def assert_agreement(doc: dict[str, Any]) -> None:
+    """The schema accepts exactly what the core accepts, but for the documented gaps:
+
+    - mixed-case country codes: the core accepts, the schema rejects (never the reverse);
+    - an unhashable transport.mode: the core raises TypeError (the bug pinned by
+      test_an_unhashable_transport_mode_is_invalid), the schema rejects.
+    The other validator-only rules (size, bytes, key) cannot arise here: documents are small,
+    written by orjson, and have no key. When both reject, the schema blames the field the
+    core names.
+    """
+    raw = orjson.dumps(doc)
+    assert len(raw) <= MAX_EVENT_BYTES
+    decoded = orjson.loads(raw)
+    schema_ok = CROSSING.is_valid(decoded)
+    try:
+        reason = core_reason(raw)
+    except TypeError:
+        assert _unhashable_transport_mode(decoded), "a crash other than the known bug"
+        assert not schema_ok
+        return
+    if schema_ok:
+        assert reason is None, f"the schema accepts what the core rejects as {reason}"
+    elif reason is None:
+        assert _mixed_case_country(decoded), "the core accepts what the schema rejects"
+    else:
+        assert_schema_blames(decoded, reason)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(crossing_like())
+def test_generated_documents_schema_and_core_agree(doc: dict[str, Any]) -> None:
+    assert_agreement(doc)
+
+
+FOCUSED: dict[str, st.SearchStrategy[Any]] = {
+    "observed_at": timestamp_like() | valid_timestamps(),
+    "calendar": calendar_edges(),
+    "hs_code": hs_like,
+    "sides": FIELD_VALUES["sides"],
+}
+"""One rule at a time, in an otherwise valid event: edges the whole-document search rarely
+combines with everything else valid (29 February of a common year, both sides KZ...)."""
+
+
+@pytest.mark.parametrize("field", sorted(FOCUSED))
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_generated_values_one_rule_at_a_time(field: str, data: st.DataObject) -> None:
+    value = data.draw(FOCUSED[field], label=field)
+    if field == "hs_code":
+        doc = event(goods=line(hs_code=value))
+    elif field == "sides":
+        doc = event(from_country=value[0], to_country=value[1])
+    elif field == "calendar":
+        doc = event(observed_at=value)
+    else:
+        doc = event(**{field: value})
+    assert_agreement(doc)
+
+
+def test_the_simulator_output_is_judged_alike() -> None:
+    lines, _ = simulate(SimulationSpec(consignments=300, seed=1))
+    verdicts = {"accepted": 0, "rejected": 0}
+    for raw in lines:
+        reason = core_reason(raw)
+        decoded = _lenient_decode(raw)
+        if reason in ("invalid_json", "too_large"):
+            continue
+        assert decoded is not None
+        if reason is None:
+            assert schema_errors(decoded) == [], raw
+            verdicts["accepted"] += 1
+        else:
+            assert_schema_blames(decoded, reason)
+            verdicts["rejected"] += 1
+    assert verdicts["accepted"] > 500
+    assert verdicts["rejected"] >= 1
+
+
+# --- flags --------------------------------------------------------------------------------
+
+WINDOW_30D = DetectionConfig(watchlist=CHPL)
+
+
+def fixed_clock() -> int:
+    return 1_709_900_000_123_456_789
+
+
+def _flags_of(events: list[Any], config: DetectionConfig = WINDOW_30D) -> list[Flag]:
+    state: ConsignmentState | None = None
+    flags: list[Flag] = []
+    for item in events:
+        transition = apply(state, item, config, fixed_clock)
+        state = transition.state
+        flags.extend(transition.flags)
+    return flags
+
+
+def _applied_flags() -> list[dict[str, Any]]:
+    def goods(*codes: str) -> list[dict[str, str]]:
+        return [{"hs_code": code} for code in codes]
+
+    scenarios: list[tuple[list[Any], DetectionConfig]] = [
+        # high, with a declared destination that is not the exit's
+        (
+            [
+                entry("e1", "2024-03-01T10:00:00Z", declared_destination="KZ"),
+                exit_("x1", "2024-03-02T10:00:00Z"),
+            ],
+            WINDOW_30D,
+        ),
+        # medium (CHPL 3.A), exit first: matched when the entry arrives
+        (
+            [
+                exit_("x1", "2024-03-05T10:00:00+05:00", goods=goods("8471.50")),
+                entry("e1", "2024-03-01t10:00:00z", origin="tr", goods=goods("847150")),
+            ],
+            WINDOW_30D,
+        ),
+        # low: nothing on the watchlist; empty reasons
+        (
+            [
+                entry("e1", "2024-03-01T10:00:00Z", goods=goods("0101 21 00 00")),
+                exit_("x1", "2024-03-01T10:00:00Z", goods=goods("0101210000")),
+            ],
+            WINDOW_30D,
+        ),
+        # a dwell of exactly the window (inclusive), then a fractional dwell
+        (
+            [
+                entry("e1", "2024-03-01T10:00:00.25Z"),
+                exit_("x1", "2024-03-31T10:00:00.25Z", goods=goods("854231", "8542.31")),
+            ],
+            WINDOW_30D,
+        ),
+        (
+            [entry("e1", "2024-03-01T10:00:00.5Z"), exit_("x1", "2024-03-01T10:00:01Z")],
+            WINDOW_30D,
+        ),
+        # a window of a fraction of seconds
+        (
+            [entry("e1", "2024-03-01T10:00:00Z"), exit_("x1", "2024-03-01T10:00:01Z")],
+            DetectionConfig(watchlist=CHPL, window_ns=3 * NANOS_PER_SECOND // 2),
+        ),
+        # unicode consignment, several entries: the latest before the exit is reported
+        (
+            [
+                entry("e1", "2024-03-01T10:00:00Z", consignment_id="Груз/№ 7 — 貨物"),
+                entry("e2", "2024-03-03T10:00:00Z", consignment_id="Груз/№ 7 — 貨物"),
+                exit_("x1", "2024-03-04T10:00:00Z", consignment_id="Груз/№ 7 — 貨物"),
+            ],
+            DetectionConfig(watchlist=CHPL, window_ns=10 * DAY_NS),
+        ),
+    ]
+    flags: list[dict[str, Any]] = []
+    for events, config in scenarios:
+        produced = _flags_of(events, config)
+        assert len(produced) == 1, events
+        flags.append(produced[0].to_dict())
+    return flags
+
+
+APPLIED = _applied_flags()
+
+
+def assert_flag_guarantees(flag: dict[str, Any], monitored: str = "KZ") -> None:
+    """What the flag schema's description lists as beyond JSON Schema."""
+    rule_and_id = f"{flag['rule']}\n{flag['consignment_id']}".encode()
+    assert flag["flag_id"] == hashlib.sha256(rule_and_id).hexdigest()[:32]
+    dwell_ns = parse_instant(flag["exit"]["observed_at"]) - parse_instant(
+        flag["entry"]["observed_at"]
+    )
+    assert flag["dwell_seconds"] * NANOS_PER_SECOND == pytest.approx(dwell_ns, abs=1)
+    assert 0 <= flag["dwell_seconds"] <= flag["window_seconds"]
+    assert flag["entry"]["to_country"] == monitored == flag["exit"]["from_country"]
+    assert flag["exit"]["to_country"] == "RU" != flag["entry"]["from_country"]
+    assert flag["hs_codes"] == sorted(flag["hs_codes"])
+
+
+@pytest.mark.parametrize("flag", APPLIED, ids=[f["severity"] for f in APPLIED])
+def test_flags_from_apply_validate(flag: dict[str, Any]) -> None:
+    assert list(FLAG.iter_errors(flag)) == []
+    assert set(flag) == set(FLAG_SCHEMA["properties"]) == set(FLAG_SCHEMA["required"])
+    assert_flag_guarantees(flag)
+
+
+def test_the_applied_flags_cover_the_variants() -> None:
+    assert {f["severity"] for f in APPLIED} == {"high", "medium", "low"}
+    assert any(isinstance(f["dwell_seconds"], float) for f in APPLIED)
+    assert any(isinstance(f["window_seconds"], float) for f in APPLIED)
+    assert any(f["reasons"] == [] for f in APPLIED)
+    assert any("declared-destination:KZ" in f["reasons"] for f in APPLIED)
+
+
+def test_flags_from_replay_of_a_simulated_file_validate() -> None:
+    lines, _ = simulate(SimulationSpec(consignments=300, seed=1))
+    out = io.BytesIO()
+    replay(io.BytesIO(b"\n".join(lines) + b"\n"), out, WINDOW_30D, on_reject=lambda _: None)
+    flags = [orjson.loads(text) for text in out.getvalue().splitlines()]
+    assert len(flags) >= 10
+    for flag in flags:
+        assert list(FLAG.iter_errors(flag)) == [], flag
+        assert_flag_guarantees(flag)
+    assert len({f["flag_id"] for f in flags}) == len(flags)
+
+
+def _flag(**changes: Any) -> dict[str, Any]:
+    flag = copy.deepcopy(APPLIED[0])
+    for key, value in changes.items():
+        if value is ABSENT:
+            flag.pop(key)
+        else:
+            flag[key] = value
+    return flag
+
+
+def _sighting(**changes: Any) -> dict[str, Any]:
+    return {**APPLIED[0]["entry"], **changes}
+
+
+BAD_FLAGS: list[tuple[str, Any]] = [
+    *[(f"{name} absent", _flag(**{name: ABSENT})) for name in FLAG_SCHEMA["required"]],
+    ("schema flag/2", _flag(schema="flag/2")),
+    ("flag_id upper case", _flag(flag_id=APPLIED[0]["flag_id"].upper())),
+    ("flag_id 31", _flag(flag_id=APPLIED[0]["flag_id"][:31])),
+    ("flag_id newline", _flag(flag_id=APPLIED[0]["flag_id"][:31] + "\n")),
+    ("rule empty", _flag(rule="")),
+    ("consignment_id control", _flag(consignment_id="C\x00")),
+    ("severity critical", _flag(severity="critical")),
+    ("reasons string", _flag(reasons="chpl:1:854231")),
+    ("reasons empty string", _flag(reasons=[""])),
+    ("dwell negative", _flag(dwell_seconds=-1)),
+    ("dwell string", _flag(dwell_seconds="86400")),
+    ("window boolean", _flag(window_seconds=True)),
+    ("hs_codes empty", _flag(hs_codes=[])),
+    ("hs_codes duplicate", _flag(hs_codes=["854231", "854231"])),
+    ("hs_codes dotted", _flag(hs_codes=["8542.31"])),
+    ("hs_codes newline", _flag(hs_codes=["854231\n"])),
+    ("detected_at offset", _flag(detected_at="2024-03-09T11:42:10+05:00")),
+    ("detected_at no such day", _flag(detected_at="2024-02-30T00:00:00Z")),
+    ("entry lower-case country", _flag(entry=_sighting(from_country="cn"))),
+    ("entry without observed_at", _flag(entry=_sighting(observed_at=ABSENT))),
+    ("exit observed_at no offset", _flag(exit=_sighting(observed_at="2024-03-02T10:00:00"))),
+    ("exit event_id empty", _flag(exit=_sighting(event_id=""))),
+    ("not an object", [APPLIED[0]]),
+]
+
+
+def _drop_absent(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_absent(v) for k, v in value.items() if v is not ABSENT}
+    return value
+
+
+@pytest.mark.parametrize(
+    "flag", [_drop_absent(flag) for _, flag in BAD_FLAGS], ids=[name for name, _ in BAD_FLAGS]
+)
+def test_broken_flags_are_rejected(flag: Any) -> None:
+    assert not FLAG.is_valid(flag)

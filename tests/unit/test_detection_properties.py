@@ -91,7 +91,8 @@ def oracle(arrivals: list[CrossingEvent], config: DetectionConfig) -> Expected |
             continue
         first_exit = min((x for _, x in pairs), key=lambda x: (x.instant_ns, x.event_id))
         entries = [e for e, x in pairs if x is first_exit]
-        latest = max(entries, key=lambda e: (e.instant_ns, [-ord(c) for c in e.event_id]))
+        # The latest entry; among equal instants the smallest event_id.
+        latest = min(entries, key=lambda e: (-e.instant_ns, e.event_id))
         codes = {code for event in accepted for code in event.hs_codes}
         severity, reasons = config.watchlist.assess(codes)
         declared = sorted(

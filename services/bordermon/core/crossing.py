@@ -135,6 +135,9 @@ def normalize_hs_code(raw: object) -> str | None:
     """`8542.31` and `8542 31 00` become `854231` / `85423100`; None when not 6-10 digits."""
     if type(raw) is not str:
         return None
+    # Fast path, most scanners: digits only. isascii() matters: '٣'.isdigit() is True.
+    if 6 <= len(raw) <= 10 and raw.isascii() and raw.isdigit():
+        return raw
     digits = raw.replace(".", "").replace(" ", "")
     return digits if _HS_DIGITS.fullmatch(digits) else None
 
@@ -165,15 +168,24 @@ def _goods(doc: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(codes)
 
 
+_NUMBER_TYPES = (int, float)
+
+
 def _check_goods_extras(line: Mapping[str, Any], index: int) -> None:
-    for number_field in ("value_usd", "quantity"):
-        value = line.get(number_field)
-        if value is not None and (not _is_number(value) or value < 0):
-            raise _invalid("goods", f"goods[{index}].{number_field} must be a number >= 0")
-    for text_field in ("description", "unit"):
-        value = line.get(text_field)
-        if value is not None and type(value) is not str:
-            raise _invalid("goods", f"goods[{index}].{text_field} must be a string")
+    # Written out field by field: this runs for every goods line of every event.
+    get = line.get
+    value = get("value_usd")
+    if value is not None and (type(value) not in _NUMBER_TYPES or value < 0):
+        raise _invalid("goods", f"goods[{index}].value_usd must be a number >= 0")
+    value = get("quantity")
+    if value is not None and (type(value) not in _NUMBER_TYPES or value < 0):
+        raise _invalid("goods", f"goods[{index}].quantity must be a number >= 0")
+    value = get("description")
+    if value is not None and type(value) is not str:
+        raise _invalid("goods", f"goods[{index}].description must be a string")
+    value = get("unit")
+    if value is not None and type(value) is not str:
+        raise _invalid("goods", f"goods[{index}].unit must be a string")
 
 
 def _transport(doc: Mapping[str, Any]) -> None:

@@ -43,6 +43,26 @@ def _days_from_civil(year: int, month: int, day: int) -> int:
     return era * 146097 + day_of_era - 719468
 
 
+# Day numbers of dates already seen: scans cluster on few dates, and this skips the calendar
+# arithmetic for all but the first scan of a day. Bounded so hostile input cannot grow it.
+_DAY_NUMBERS: dict[str, int] = {}
+_DAY_CACHE_MAX = 100_000
+
+
+def _day_number(text: str) -> int:
+    """Days since the epoch of the `YYYY-MM-DD` that starts `text`, validated."""
+    year, month, day = int(text[0:4]), int(text[5:7]), int(text[8:10])
+    if year < 1 or not 1 <= month <= 12:
+        raise InvalidTimestamp(f"{text!r} has no such month")
+    days_in_month = 29 if month == 2 and _is_leap(year) else _DAYS_IN_MONTH[month - 1]
+    if not 1 <= day <= days_in_month:
+        raise InvalidTimestamp(f"{text!r} has no such day")
+    days = _days_from_civil(year, month, day)
+    if len(_DAY_NUMBERS) < _DAY_CACHE_MAX:
+        _DAY_NUMBERS[text[:10]] = days
+    return days
+
+
 def parse_instant(text: str) -> int:
     """Return the UTC instant of an RFC 3339 date-time, in nanoseconds since the epoch.
 
@@ -55,14 +75,11 @@ def parse_instant(text: str) -> int:
         raise InvalidTimestamp(
             f"{text!r} is not RFC 3339 (expected e.g. 2024-03-01T12:00:00Z or ...+05:00)"
         )
-    (year, month, day, hour, minute, second, fraction, zulu, sign, off_h, off_m) = match.groups()
-    year, month, day = int(year), int(month), int(day)
+    (_, _, _, hour, minute, second, fraction, zulu, sign, off_h, off_m) = match.groups()
+    days = _DAY_NUMBERS.get(text[:10])
+    if days is None:
+        days = _day_number(text)
     hour, minute, second = int(hour), int(minute), int(second)
-    if year < 1 or not 1 <= month <= 12:
-        raise InvalidTimestamp(f"{text!r} has no such month")
-    days_in_month = 29 if month == 2 and _is_leap(year) else _DAYS_IN_MONTH[month - 1]
-    if not 1 <= day <= days_in_month:
-        raise InvalidTimestamp(f"{text!r} has no such day")
     # Second 60 is a leap second (RFC 3339 allows it); it counts as the next second's start.
     if hour > 23 or minute > 59 or second > 60:
         raise InvalidTimestamp(f"{text!r} has no such time of day")
@@ -73,13 +90,7 @@ def parse_instant(text: str) -> int:
             raise InvalidTimestamp(f"{text!r} has an offset out of range")
         offset_seconds = (off_hours * 3600 + off_minutes * 60) * (-1 if sign == "-" else 1)
     nanos = int((fraction + "000000000")[:9]) if fraction else 0
-    seconds = (
-        _days_from_civil(year, month, day) * 86400
-        + hour * 3600
-        + minute * 60
-        + second
-        - offset_seconds
-    )
+    seconds = days * 86400 + hour * 3600 + minute * 60 + second - offset_seconds
     return seconds * NANOS_PER_SECOND + nanos
 
 

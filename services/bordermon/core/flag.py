@@ -7,7 +7,6 @@ or by a second replay of the topic, carries the same id and subscribers can dedu
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import orjson
@@ -56,8 +55,7 @@ class Sighting(NamedTuple):
         return cls(str(row[0]), str(row[1]), str(row[2]), str(row[3]), str(row[4]), int(row[5]))
 
 
-@dataclass(frozen=True, slots=True)
-class Flag:
+class Flag(NamedTuple):
     """One flag of one rule on one consignment; `to_dict()` is the wire form."""
 
     flag_id: str

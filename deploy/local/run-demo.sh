@@ -3,8 +3,8 @@
 #
 #   local Kafka + Redis  ->  topics  ->  worker  ->  simulated scanner feed  ->  flags, live
 #
-# Ctrl-C stops the feed, the worker and the flag display; `bordermon stack down` stops Kafka
-# and Redis. Options (environment): DEMO_RATE events/s (default 200), DEMO_CONSIGNMENTS
+# Ctrl-C stops the feed, the worker and the flag display; `bordermon stack down` stops Kafka,
+# Redis and Prometheus. Options (environment): DEMO_RATE events/s (default 200), DEMO_CONSIGNMENTS
 # (default 5000), BORDERMON_METRICS_PORT (default 9108).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
@@ -23,13 +23,14 @@ cleanup() {
   trap - INT TERM EXIT
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  echo "demo stopped; Kafka and Redis keep running (bordermon stack down stops them)" >&2
+  echo "demo stopped; Kafka, Redis and Prometheus keep running (bordermon stack down stops them)" >&2
 }
 trap cleanup INT TERM EXIT
 
 bordermon worker >"$logs/worker.log" 2>&1 &
 pids+=($!)
-echo "worker started (log: $logs/worker.log); metrics: http://127.0.0.1:${BORDERMON_METRICS_PORT:-9108}/metrics" >&2
+echo "worker started (log: $logs/worker.log); metrics: http://127.0.0.1:${BORDERMON_METRICS_PORT:-9108}/metrics," \
+  "Prometheus (scraping it, with the alert rules): http://127.0.0.1:${BORDERMON_STACK_PROMETHEUS_PORT:-9090}" >&2
 
 # A live scanner feed: simulated crossings at a steady rate, published like a scanner does.
 # --raw keeps the simulator's deliberately malformed lines, so the dead-letter path is live too.

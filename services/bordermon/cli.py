@@ -182,7 +182,7 @@ _MODULE_COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "worker": ("bordermon.processor.worker", "run a stream processor (faust, state in Redis)"),
     "topics": ("bordermon.topics", "create or check the Kafka topics declared under topics/"),
-    "stack": ("bordermon.stack", "run the local Kafka + Redis stack (no Docker needed)"),
+    "stack": ("bordermon.stack", "run the local Kafka, Redis and Prometheus (no Docker needed)"),
 }
 
 

@@ -1,12 +1,14 @@
-"""Run the local stack bordermon needs (Kafka and Redis) on loopback, without Docker.
+"""Run the local stack bordermon needs (Kafka, Redis, Prometheus) on loopback, without Docker.
 
 `bordermon stack up` starts what is not already running, waits until each service really
 answers, and is safe to repeat; `down` stops what it started; `status` exits 0 only when every
 service answers. Kafka is a real Apache Kafka 4 broker (single KRaft node) whose jars Maven
-resolves once from deploy/local/pom.xml; Redis is Debian's redis-server, installed with apt-get
-when missing. Data, pid files and logs live in the run folder (<repo>/run, or
-$BORDERMON_RUN_DIR); ports default to 9092 (controller 9093) and 6379, overridable with
-BORDERMON_STACK_KAFKA_PORT, BORDERMON_STACK_KAFKA_CONTROLLER_PORT and BORDERMON_STACK_REDIS_PORT.
+resolves once from deploy/local/pom.xml; Redis and Prometheus are Debian's redis-server and
+prometheus, installed with apt-get when missing. Prometheus scrapes the local worker(s) with the
+alert rules of deploy/prometheus/rules loaded. Data, pid files and logs live in the run folder
+(<repo>/run, or $BORDERMON_RUN_DIR); ports default to 9092 (controller 9093), 6379 and 9090,
+overridable with BORDERMON_STACK_KAFKA_PORT, BORDERMON_STACK_KAFKA_CONTROLLER_PORT,
+BORDERMON_STACK_REDIS_PORT and BORDERMON_STACK_PROMETHEUS_PORT.
 
 Why not Docker: the dev and CI machines have no Docker engine, but they have Java, Maven and apt,
 and a stack that starts in seconds without one keeps integration tests honest (real broker, real
@@ -19,6 +21,8 @@ import argparse
 import base64
 import contextlib
 import hashlib
+import http.client
+import json
 import logging
 import os
 import re
@@ -171,6 +175,10 @@ class StackReport:
     @property
     def redis_url(self) -> str:
         return self.get("redis").url
+
+    @property
+    def prometheus_url(self) -> str:
+        return self.get("prometheus").url
 
 
 # --- small helpers ----------------------------------------------------------------------------
@@ -573,10 +581,186 @@ REDIS = Service(
     start_timeout=30.0,
 )
 
-# To add a service (Prometheus is next): write its probe, prepare and command hooks, make a
-# Service(...) like the two above and append it here; up/down/status, pid files, logs and
-# waiting come with it.
-SERVICES: tuple[Service, ...] = (KAFKA, REDIS)
+# --- Prometheus -------------------------------------------------------------------------------
+
+PROMETHEUS_JOB = "bordermon-worker"
+"""The scrape job of the workers; alert rules and dashboards select `up{job="bordermon-worker"}`."""
+PROMETHEUS_TARGETS_ENV = "BORDERMON_STACK_PROMETHEUS_TARGETS"
+DEFAULT_PROMETHEUS_TARGETS = ("127.0.0.1:9108",)
+"""The worker's default metrics port; a second local worker needs its own port, listed here."""
+PROMETHEUS_SCRAPE_INTERVAL_ENV = "BORDERMON_STACK_PROMETHEUS_SCRAPE_INTERVAL"
+DEFAULT_PROMETHEUS_SCRAPE_INTERVAL = "5s"
+PROMETHEUS_RETENTION = ("--storage.tsdb.retention.time=1d", "--storage.tsdb.retention.size=256MB")
+"""A dev/CI Prometheus keeps a day, at most 256 MB: enough to watch a demo or a test run."""
+PROMETHEUS_RULES = ("deploy", "prometheus", "rules", "bordermon.rules.yml")
+_TARGET = re.compile(r"^[A-Za-z0-9.\-]+:\d{1,5}$|^\[[0-9A-Fa-f:]+\]:\d{1,5}$")
+_DURATION = re.compile(r"^[1-9]\d*(ms|s|m)$")
+
+
+def prometheus_targets() -> list[str]:
+    """host:port of the workers to scrape: $BORDERMON_STACK_PROMETHEUS_TARGETS (comma-separated)
+    or the local worker's default metrics port."""
+    text = os.environ.get(PROMETHEUS_TARGETS_ENV, "").strip()
+    if not text:
+        return list(DEFAULT_PROMETHEUS_TARGETS)
+    targets = [item.strip() for item in text.split(",") if item.strip()]
+    bad = [target for target in targets if not _TARGET.match(target)]
+    if bad or not targets:
+        raise StackError(
+            f"{PROMETHEUS_TARGETS_ENV} must be comma-separated host:port pairs"
+            f" (e.g. 127.0.0.1:9108,127.0.0.1:9109), got {text!r}"
+        )
+    return targets
+
+
+def prometheus_scrape_interval() -> str:
+    text = os.environ.get(PROMETHEUS_SCRAPE_INTERVAL_ENV, "").strip()
+    if not text:
+        return DEFAULT_PROMETHEUS_SCRAPE_INTERVAL
+    if not _DURATION.match(text):
+        raise StackError(
+            f"{PROMETHEUS_SCRAPE_INTERVAL_ENV} must be a duration like 1s, 5s, 500ms or 1m,"
+            f" got {text!r}"
+        )
+    return text
+
+
+def prometheus_config(targets: Sequence[str], rules: Path, scrape_interval: str) -> str:
+    """The local Prometheus's config: the workers as job bordermon-worker, bordermon's rules.
+
+    Written as JSON, which is YAML too: no YAML library needed, and quoting is always right.
+    """
+    config = {
+        "global": {
+            "scrape_interval": scrape_interval,
+            "scrape_timeout": scrape_interval,
+            "evaluation_interval": scrape_interval,
+        },
+        "rule_files": [str(rules)],
+        "scrape_configs": [
+            {"job_name": PROMETHEUS_JOB, "static_configs": [{"targets": list(targets)}]}
+        ],
+    }
+    header = (
+        "# Generated by `bordermon stack up` (services/bordermon/stack.py); edits are lost.\n"
+        f"# Targets: ${PROMETHEUS_TARGETS_ENV}; scrape interval:"
+        f" ${PROMETHEUS_SCRAPE_INTERVAL_ENV}.\n"
+    )
+    return header + json.dumps(config, indent=2) + "\n"
+
+
+def _prometheus_rules(ctx: Context) -> Path:
+    rules = ctx.repo.joinpath(*PROMETHEUS_RULES) if ctx.repo is not None else None
+    if rules is None or not rules.is_file():
+        raise StackError(
+            f"cannot find {'/'.join(PROMETHEUS_RULES)}: run this from a bordermon checkout"
+            " (an installed package does not carry deploy/)"
+        )
+    return rules
+
+
+def _prometheus_config_file(ctx: Context) -> Path:
+    return ctx.data("prometheus") / "prometheus.yml"
+
+
+def _http_get(port: int, path: str, timeout: float) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.read(1 << 20)
+    finally:
+        connection.close()
+
+
+def probe_prometheus(port: int, timeout: float) -> Probe:
+    """UP when 127.0.0.1:port answers Prometheus's readiness endpoint /-/ready with 200.
+
+    A Prometheus that does not scrape job bordermon-worker (Debian's own prometheus service,
+    started by the package on machines with systemd) is UP too, like any Redis is, with a
+    detail saying that it will not see the workers.
+    """
+    if not _tcp_open(port, min(timeout, 1.0)):
+        return Probe(Answer.DOWN)
+    try:
+        status, body = _http_get(port, "/-/ready", timeout)
+    except (OSError, http.client.HTTPException) as error:
+        return Probe(Answer.FOREIGN, f"no HTTP answer on /-/ready: {error}")
+    if status != 200 or b"Prometheus" not in body:
+        first = body.decode("utf-8", errors="replace").strip()[:80]
+        return Probe(Answer.FOREIGN, f"/-/ready answered {status} {first!r}")
+    try:
+        status, body = _http_get(port, "/api/v1/status/config", timeout)
+        loaded = str(json.loads(body)["data"]["yaml"])
+    except (OSError, http.client.HTTPException, ValueError, KeyError, TypeError):
+        return Probe(Answer.UP)
+    if f"job_name: {PROMETHEUS_JOB}" not in loaded:
+        return Probe(
+            Answer.UP,
+            f"but this Prometheus has no {PROMETHEUS_JOB} scrape job, so it does not see the"
+            " workers (Debian's prometheus service? `sudo systemctl disable --now prometheus`,"
+            " or set BORDERMON_STACK_PROMETHEUS_PORT)",
+        )
+    return Probe(Answer.UP)
+
+
+def _prepare_prometheus(ctx: Context, port: int) -> None:
+    prometheus = ensure_debian_package("prometheus", "prometheus", ctx)
+    data = ctx.data("prometheus")
+    (data / "data").mkdir(parents=True, exist_ok=True)
+    config = _prometheus_config_file(ctx)
+    config.write_text(
+        prometheus_config(
+            prometheus_targets(), _prometheus_rules(ctx), prometheus_scrape_interval()
+        )
+    )
+    # Debian ships promtool beside prometheus; check the config (and rules) before starting.
+    promtool = Path(prometheus).with_name("promtool")
+    if not promtool.is_file():
+        return
+    done = subprocess.run(
+        [str(promtool), "check", "config", str(config)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if done.returncode != 0:
+        output = (done.stdout + done.stderr).strip().splitlines()[-5:]
+        raise StackError(
+            f"prometheus: {_pretty(config)} or its rules do not pass `promtool check config`:"
+            + "".join(f"\n    {line[:300]}" for line in output)
+        )
+
+
+def _prometheus_command(ctx: Context, port: int) -> list[str]:
+    prometheus = ensure_debian_package("prometheus", "prometheus", ctx)
+    return [
+        "env",
+        "GOMAXPROCS=1",  # a light Prometheus on a 2-core box shared with Kafka, Redis, workers
+        prometheus,
+        f"--config.file={_prometheus_config_file(ctx)}",
+        f"--storage.tsdb.path={ctx.data('prometheus') / 'data'}",
+        *PROMETHEUS_RETENTION,
+        f"--web.listen-address=127.0.0.1:{port}",
+    ]
+
+
+PROMETHEUS = Service(
+    name="prometheus",
+    default_port=9090,
+    port_env="BORDERMON_STACK_PROMETHEUS_PORT",
+    process_marker="--storage.tsdb.path=",
+    probe=probe_prometheus,
+    prepare=_prepare_prometheus,
+    command=_prometheus_command,
+    url=lambda port: f"http://127.0.0.1:{port}",
+    start_timeout=60.0,
+)
+
+# To add a service: write its probe, prepare and command hooks, make a Service(...) like the
+# ones above and append it here; up/down/status, pid files, logs and waiting come with it.
+SERVICES: tuple[Service, ...] = (KAFKA, REDIS, PROMETHEUS)
 """Started in this order, stopped in reverse."""
 
 
@@ -657,6 +841,8 @@ def _up_one(service: Service, ctx: Context, timeout: float | None) -> ServiceSta
     probe = service.probe(port, 3.0)
     if probe.answer is Answer.UP:
         note = "" if pid else " (not started by `bordermon stack`; left as it is)"
+        if probe.detail:
+            note += f"; {probe.detail}"
         ctx.say(f"{service.name}: already up at {service.address()}{note}")
         return _state(service, ctx)
     started = time.monotonic()
@@ -765,6 +951,8 @@ def status(
                 line += f" pid {state.pid}  log {_pretty(state.log)}"
             else:
                 line += " (not started by `bordermon stack`)"
+            if state.detail:
+                line += f"; {state.detail}"
         elif state.pid:
             line += f" pid {state.pid} is running but not answering; see {_pretty(state.log)}"
         elif state.detail:

@@ -82,6 +82,8 @@ def test_local_stack_reports_up_and_up_again_is_a_no_op(
 ) -> None:
     if set(service_origin.values()) != {"stack"}:
         pytest.skip(f"services were not started by the local stack: {service_origin}")
+    # The fixtures start only what they need; bring up the rest (Prometheus) first.
+    assert stack.up(quiet=True).all_up
     report = stack.status(quiet=True)
     assert report.all_up, report
     assert report.kafka_bootstrap == kafka_bootstrap

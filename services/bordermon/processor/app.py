@@ -34,7 +34,7 @@ log = logging.getLogger("bordermon.worker")
 
 EXIT_UNEXPECTED = 70  # EX_SOFTWARE
 LAG_INTERVAL_S = 5.0
-STATE_COUNT_INTERVAL_S = 30.0
+STATE_COUNT_INTERVAL_S = 10.0
 
 
 class KafkaSinks:

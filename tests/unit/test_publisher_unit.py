@@ -25,6 +25,7 @@ from bordermon.alerts.subscriber import (
     table_row,
 )
 from bordermon.core import InvalidCrossing
+from bordermon.kafka import _short_reason, unreachable_hint
 from bordermon.scanner.publisher import (
     BrokerUnreachable,
     Delivery,
@@ -33,11 +34,9 @@ from bordermon.scanner.publisher import (
     PublishStats,
     ScannerPublisher,
     TopicNotFound,
-    _short_reason,
     exit_code,
     iter_lines,
     summary,
-    unreachable_hint,
 )
 
 # --- a fake producer ----------------------------------------------------------------------------

@@ -43,7 +43,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
-from bordermon.scanner.publisher import (
+from bordermon.kafka import (
     CONNECT_TIMEOUT_S,
     KAFKA_LOGGER,
     ClientErrors,

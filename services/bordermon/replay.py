@@ -17,6 +17,7 @@ from typing import IO
 from bordermon.core.pipeline import Message, Reject, Tally, apply_batch, validate_batch
 from bordermon.core.rule import DetectionConfig
 from bordermon.core.state import ConsignmentState
+from bordermon.jsonl import iter_lines
 
 BATCH_LINES = 2000
 
@@ -31,11 +32,7 @@ class ReplayResult:
 
 def _messages(source: IO[bytes], blank: list[int]) -> Iterator[Message]:
     """One message per non-blank line; `position` is the 1-based line number."""
-    for number, line in enumerate(source, start=1):
-        value = line.removesuffix(b"\n")
-        if not value.strip():
-            blank[0] += 1
-            continue
+    for number, value in iter_lines(source, blank):
         yield Message(value=value, position=number)
 
 

@@ -25,6 +25,7 @@ from bordermon.alerts.subscriber import (
     table_row,
 )
 from bordermon.core import InvalidCrossing
+from bordermon.jsonl import iter_lines
 from bordermon.kafka import _short_reason, unreachable_hint
 from bordermon.scanner.publisher import (
     BrokerUnreachable,
@@ -35,7 +36,6 @@ from bordermon.scanner.publisher import (
     ScannerPublisher,
     TopicNotFound,
     exit_code,
-    iter_lines,
     summary,
 )
 

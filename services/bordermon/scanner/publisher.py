@@ -27,9 +27,9 @@ import logging
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
@@ -39,6 +39,7 @@ from bordermon.core.crossing import (
     consignment_id_of,
     parse_crossing,
 )
+from bordermon.jsonl import iter_lines
 from bordermon.kafka import (
     CONNECT_TIMEOUT_S,
     KAFKA_LOGGER,
@@ -372,23 +373,6 @@ def _kafka_reason(error: BaseException) -> str:
 
 
 # --- the command line -------------------------------------------------------------------------
-
-
-def iter_lines(source: IO[bytes], blank: list[int] | None = None) -> Iterator[tuple[int, bytes]]:
-    """(1-based line number, line without its `\\n` or `\\r\\n`) for every non-blank line.
-
-    Blank lines are skipped (and counted in `blank[0]` when given), as `bordermon replay`
-    does, so line numbers in messages match what an editor shows.
-    """
-    for number, line in enumerate(source, start=1):
-        value = line[:-1] if line.endswith(b"\n") else line
-        if value.endswith(b"\r"):
-            value = value[:-1]
-        if not value.strip():
-            if blank is not None:
-                blank[0] += 1
-            continue
-        yield number, value
 
 
 class Pacer:

@@ -34,7 +34,9 @@ echo "worker started (log: $logs/worker.log); metrics: http://127.0.0.1:${BORDER
 
 # A live scanner feed: simulated crossings at a steady rate, published like a scanner does.
 # --raw keeps the simulator's deliberately malformed lines, so the dead-letter path is live too.
-(bordermon simulate --consignments "$consignments" --rate "$rate" --seed "$RANDOM" |
+# --interval 3600: consignments an hour apart in event time, so a transit of a few days
+# completes within seconds of wall time and flags start to show at once.
+(bordermon simulate --consignments "$consignments" --rate "$rate" --interval 3600 --seed "$RANDOM" |
   bordermon publish --raw - >"$logs/scanner-feed.log" 2>&1) &
 pids+=($!)
 echo "scanner feed: $rate events/s (log: $logs/scanner-feed.log)" >&2

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, Producer
 
-from bordermon.core.crossing import consignment_id_of
+from bordermon.scanner.publisher import ScannerPublisher
 
 QUIET = {"log_level": 0, "logger": lambda *args: None}  # keep librdkafka off stderr
 
@@ -90,18 +90,15 @@ def running_worker(env: dict[str, str], log_path: Path) -> Iterator[WorkerProces
 
 
 def publish_lines(bootstrap: str, topic: str, lines: Iterable[bytes]) -> int:
-    """Byte for byte, keyed by consignment_id when one can be read (like `publish --raw`)."""
-    producer = Producer(
-        {"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5, **QUIET}
-    )
+    """Byte for byte, keyed by consignment_id when one can be read, through the scanner SDK
+    (`publish --raw`): so the worker reads what real scanners send, lz4 compression included."""
     count = 0
-    for line in lines:
-        cid = consignment_id_of(line)
-        producer.produce(topic, line, key=cid.encode() if cid is not None else None)
-        count += 1
-        if count % 1000 == 0:
-            producer.poll(0)
-    assert producer.flush(30) == 0, "not every event was acknowledged"
+    with ScannerPublisher(bootstrap, topic, config=QUIET) as publisher:
+        for line in lines:
+            publisher.publish_raw(line)
+            count += 1
+        report = publisher.flush(60)
+    assert report.ok and report.acknowledged == count, report
     return count
 
 

@@ -15,7 +15,7 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -203,10 +203,6 @@ class Settings:
             except (ValueError, TypeError) as error:
                 raise SettingsError(f"{origin}: {error}") from None
         return cls(**values)
-
-    def with_overrides(self, **overrides: object) -> Settings:
-        """A copy with some values replaced (already parsed, field names)."""
-        return replace(self, **overrides)  # type: ignore[arg-type]
 
     def detection_config(self) -> DetectionConfig:
         """The core's configuration; reads the watchlist files."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from bordermon.core.crossing import CrossingEvent, Direction
 from bordermon.core.flag import Sighting
-from bordermon.core.timestamps import NANOS_PER_SECOND
+from bordermon.core.timestamps import NANOS_PER_SECOND, seconds_between
 from bordermon.core.watchlist import Watchlist
 
 RULE_TRANSIT = "transit-to-ru"
@@ -47,8 +47,7 @@ class DetectionConfig:
 
     @property
     def window_seconds(self) -> int | float:
-        whole, rest = divmod(self.window_ns, NANOS_PER_SECOND)
-        return whole if rest == 0 else self.window_ns / NANOS_PER_SECOND
+        return seconds_between(0, self.window_ns)
 
     def is_candidate_entry(self, event: CrossingEvent) -> bool:
         """An entry the rule can pair: goods not coming from a destination of concern."""

@@ -103,13 +103,19 @@ def _configure_replay(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quiet", action="store_true", help="do not list each rejected line on stderr"
     )
+    parser.add_argument(
+        "--metrics",
+        metavar="FILE",
+        help="also write the run's counters in Prometheus text format (the worker's metric"
+        " names) to FILE",
+    )
     add_settings_options(
         parser, "window", "monitored_country", "destinations_of_concern", "watchlists"
     )
 
 
 def _run_replay(args: argparse.Namespace) -> int:
-    from bordermon.core.pipeline import Reject, Tally
+    from bordermon.core.pipeline import Accepted, BatchOutcome, Reject, Tally
     from bordermon.replay import replay
 
     settings = load_settings(args)
@@ -132,13 +138,36 @@ def _run_replay(args: argparse.Namespace) -> int:
     def on_batch(tally: Tally) -> None:
         progress.update(tally.read, f"{sum(tally.flags.values()):,} flags")
 
+    on_outcome = None
+    if args.metrics:
+        from bordermon import metrics
+
+        metrics_file = open_output(args.metrics)
+
+        def on_outcome(accepted: list[Accepted], outcome: BatchOutcome) -> None:
+            metrics.record_events(item.event for item in accepted)
+            for flag, _ in outcome.flags:
+                metrics.record_flag(flag)
+
     try:
-        result = replay(source, sys.stdout.buffer, config, on_reject=on_reject, on_batch=on_batch)
+        result = replay(
+            source,
+            sys.stdout.buffer,
+            config,
+            on_reject=on_reject,
+            on_batch=on_batch,
+            on_outcome=on_outcome,
+        )
     finally:
         progress.done()
         if rejects_file is not None:
             rejects_file.close()
     sys.stdout.buffer.flush()
+    if args.metrics:
+        metrics.record_rejects(result.tally.rejected.elements(), dead_lettered=False)
+        metrics.EVENTS_DUPLICATE.inc(result.tally.duplicates)
+        with metrics_file:
+            metrics_file.write(metrics.exposition())
     stderr.write(_replay_summary(result, settings))
     return 0
 

@@ -10,11 +10,16 @@ codes are reduced to their 2-digit chapter.
 from __future__ import annotations
 
 import csv
+from collections import Counter as Tally
+from collections.abc import Iterable
 from importlib import resources
 
-from prometheus_client import Counter, Gauge, Histogram, Info
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, Info, generate_latest
 
 from bordermon import __version__
+from bordermon.core.crossing import CrossingEvent
+from bordermon.core.flag import Flag
+from bordermon.core.timestamps import NANOS_PER_SECOND
 
 # Scan-to-flag target is sub-second: resolve well below it and show the tail above it.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -120,3 +125,37 @@ def checkpoint_label(checkpoint: str) -> str:
 
 def hs_chapter(hs_code: str) -> str:
     return hs_code[:2]
+
+
+# --- recording, shared by the worker and `bordermon replay --metrics` ---------------------------
+
+
+def record_events(events: Iterable[CrossingEvent]) -> None:
+    """Count valid events by checkpoint and direction (one `inc` per label set, not per event)."""
+    counts = Tally((checkpoint_label(event.checkpoint), event.direction.value) for event in events)
+    for (checkpoint, direction), count in counts.items():
+        EVENTS_CONSUMED.labels(checkpoint, direction).inc(count)
+
+
+def record_rejects(reasons: Iterable[str], *, dead_lettered: bool) -> None:
+    for reason, count in Tally(reasons).items():
+        EVENTS_REJECTED.labels(reason).inc(count)
+        if dead_lettered:
+            DEAD_LETTERS.labels(reason).inc(count)
+
+
+def record_flag(flag: Flag, scan_to_flag_s: float | None = None) -> None:
+    FLAGS.labels(flag.rule, flag.severity).inc()
+    FLAGS_BY_ORIGIN.labels(flag.entry.from_country).inc()
+    for chapter in sorted({hs_chapter(code) for code in flag.hs_codes}):
+        FLAGS_BY_HS_CHAPTER.labels(chapter).inc()
+    FLAG_DWELL.observe((flag.exit.instant_ns - flag.entry.instant_ns) / NANOS_PER_SECOND)
+    if scan_to_flag_s is not None:
+        SCAN_TO_FLAG.observe(max(scan_to_flag_s, 0.0))
+
+
+def exposition() -> bytes:
+    """The bordermon metrics in Prometheus text format (what /metrics serves)."""
+    text = generate_latest(REGISTRY).decode()
+    kept = [line for line in text.splitlines() if "bordermon_" in line]
+    return ("\n".join(kept) + "\n").encode()

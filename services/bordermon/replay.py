@@ -14,7 +14,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO
 
-from bordermon.core.pipeline import Message, Reject, Tally, apply_batch, validate_batch
+from bordermon.core.pipeline import (
+    Accepted,
+    BatchOutcome,
+    Message,
+    Reject,
+    Tally,
+    apply_batch,
+    validate_batch,
+)
 from bordermon.core.rule import DetectionConfig
 from bordermon.core.state import ConsignmentState
 from bordermon.jsonl import iter_lines
@@ -43,6 +51,7 @@ def replay(
     *,
     on_reject: Callable[[Reject], None] | None = None,
     on_batch: Callable[[Tally], None] | None = None,
+    on_outcome: Callable[[list[Accepted], BatchOutcome], None] | None = None,
     clock: Callable[[], int] = time.time_ns,
 ) -> ReplayResult:
     """Read JSONL crossing events from `source`, write flags as JSONL to `flags_out` in
@@ -58,6 +67,8 @@ def replay(
             for reject in rejects:
                 on_reject(reject)
         outcome = apply_batch(accepted, states, config, tally, clock)
+        if on_outcome is not None:
+            on_outcome(accepted, outcome)
         if outcome.flags:
             flags_out.write(b"".join(flag.to_json() + b"\n" for flag, _ in outcome.flags))
             for flag, _ in outcome.flags:

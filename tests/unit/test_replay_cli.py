@@ -117,3 +117,19 @@ def test_invalid_utf8_line_is_rejected_and_kept(tmp_path: Path) -> None:
     assert result.returncode == 0
     [reject] = [orjson.loads(line) for line in (tmp_path / "r.jsonl").read_bytes().splitlines()]
     assert reject["reason"] == "invalid_json" and reject["line"] == 1
+
+
+def test_metrics_file_has_the_workers_counters(tmp_path: Path) -> None:
+    result = run_cli(tmp_path, scenario(), "--quiet", "--metrics", str(tmp_path / "m.prom"))
+    assert result.returncode == 0, result.stderr
+    text = (tmp_path / "m.prom").read_text()
+    assert 'bordermon_flags_total{rule="transit-to-ru",severity="high"} 1.0' in text
+    assert 'bordermon_flags_total{rule="transit-to-ru",severity="low"} 1.0' in text
+    assert 'bordermon_events_rejected_total{reason="invalid_json"} 1.0' in text
+    assert 'bordermon_events_rejected_total{reason="invalid_field:observed_at"} 1.0' in text
+    assert "bordermon_events_duplicate_total 1.0" in text
+    assert (
+        'bordermon_events_consumed_total{checkpoint="KZ-NUR-ZHOLY",direction="entry"} 3.0' in text
+    )
+    assert "bordermon_dead_letters_total{" not in text  # replay dead-letters nothing
+    assert 'bordermon_flags_by_hs_chapter_total{chapter="85"} 1.0' in text

@@ -77,9 +77,7 @@ class BatchProcessor:
         if rejects:
             await self.dead_letter_sink.send_dead_letters(rejects)
             report.rejected = len(rejects)
-            for reject in rejects:
-                metrics.EVENTS_REJECTED.labels(reject.reason).inc()
-                metrics.DEAD_LETTERS.labels(reject.reason).inc()
+            metrics.record_rejects((r.reason for r in rejects), dead_lettered=True)
 
         if accepted:
             await self._apply(accepted, report)
@@ -99,7 +97,7 @@ class BatchProcessor:
         flagged = [state for state in states.values() if state.pending]
         if not flagged:
             await self._save(outcome.touched.values(), report)
-            self._count_events(accepted)
+            metrics.record_events(item.event for item in accepted)
             return
         await self._save(
             {**outcome.touched, **{s.consignment_id: s for s in flagged}}.values(), report
@@ -111,10 +109,10 @@ class BatchProcessor:
             state.pending.clear()
         await self._save(flagged, report)
         report.flags.extend(flags)
-        self._count_events(accepted)
+        metrics.record_events(item.event for item in accepted)
         triggers = {flag.flag_id: item for flag, item in outcome.flags}
         for flag in flags:
-            self._count_flag(flag, triggers.get(flag.flag_id), acknowledged_ns)
+            metrics.record_flag(flag, _scan_to_flag_s(triggers.get(flag.flag_id), acknowledged_ns))
 
     async def _save(self, states: Iterable[ConsignmentState], report: BatchReport) -> None:
         batch = list(states)
@@ -124,23 +122,9 @@ class BatchProcessor:
             await self.store.save(batch)
         report.states_saved += len(batch)
 
-    @staticmethod
-    def _count_events(accepted: Sequence[Accepted]) -> None:
-        for item in accepted:
-            event = item.event
-            metrics.EVENTS_CONSUMED.labels(
-                metrics.checkpoint_label(event.checkpoint), event.direction.value
-            ).inc()
 
-    @staticmethod
-    def _count_flag(flag: Flag, trigger: Accepted | None, acknowledged_ns: int) -> None:
-        metrics.FLAGS.labels(flag.rule, flag.severity).inc()
-        metrics.FLAGS_BY_ORIGIN.labels(flag.entry.from_country).inc()
-        for chapter in sorted({metrics.hs_chapter(code) for code in flag.hs_codes}):
-            metrics.FLAGS_BY_HS_CHAPTER.labels(chapter).inc()
-        metrics.FLAG_DWELL.observe(
-            (flag.exit.instant_ns - flag.entry.instant_ns) / NANOS_PER_SECOND
-        )
-        if trigger is not None and trigger.message.timestamp_ms is not None:
-            latency = acknowledged_ns / NANOS_PER_SECOND - trigger.message.timestamp_ms / 1000
-            metrics.SCAN_TO_FLAG.observe(max(latency, 0.0))
+def _scan_to_flag_s(trigger: Accepted | None, acknowledged_ns: int) -> float | None:
+    """From the Kafka timestamp of the scan that completed the pair to the flag's ack."""
+    if trigger is None or trigger.message.timestamp_ms is None:
+        return None
+    return acknowledged_ns / NANOS_PER_SECOND - trigger.message.timestamp_ms / 1000

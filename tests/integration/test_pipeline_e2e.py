@@ -226,3 +226,19 @@ def test_two_workers_give_the_same_flags_as_one(
             read_topic(kafka_bootstrap, unique_topics.flags, until_count=len(expected))
         )
     assert {f["flag_id"] for f in flags} == set(expected)
+
+
+def test_worker_without_its_topics_or_broker_says_what_to_do_in_one_line(
+    kafka_bootstrap: str, redis_test_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bordermon.cli import main
+
+    common = ["worker", "--redis-url", redis_test_url, "--metrics-port", "0"]
+    missing = [*common, "--kafka-bootstrap", kafka_bootstrap, "--crossings-topic", "no.such"]
+    assert main(missing) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no.such" in err and "bordermon topics apply" in err
+
+    assert main([*common, "--kafka-bootstrap", "127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "bordermon stack up" in err

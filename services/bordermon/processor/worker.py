@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from typing import Any
 
 from bordermon.cli import CommandError, add_settings_options, load_settings
 from bordermon.settings import Settings, mask_url
@@ -43,6 +44,15 @@ def preflight(settings: Settings) -> None:
     import redis
     from confluent_kafka.admin import AdminClient
 
+    from bordermon.kafka import (
+        KAFKA_LOGGER,
+        ClientErrors,
+        KafkaUnavailable,
+        check_topic,
+        configure_client_logging,
+        unreachable_hint,
+    )
+
     try:
         redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3).ping()
     except (redis.RedisError, OSError) as error:
@@ -50,21 +60,25 @@ def preflight(settings: Settings) -> None:
             f"Redis at {mask_url(settings.redis_url)} does not answer ({error}); start it with"
             " `bordermon stack up` or set BORDERMON_REDIS_URL"
         ) from None
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
-    try:
-        metadata = admin.list_topics(timeout=5)
-    except Exception as error:
-        raise CommandError(
-            f"Kafka at {settings.kafka_bootstrap} does not answer ({error}); start it with"
-            " `bordermon stack up` or set BORDERMON_KAFKA_BOOTSTRAP"
-        ) from None
-    needed = [settings.crossings_topic, settings.flags_topic, settings.dead_letter_topic]
-    missing = [topic for topic in needed if topic not in metadata.topics]
-    if missing:
-        raise CommandError(
-            f"topic(s) {', '.join(missing)} do not exist on {settings.kafka_bootstrap};"
-            " create them with `bordermon topics apply`"
-        )
+    configure_client_logging(verbose=False)
+    errors = ClientErrors()
+    client_config: dict[str, Any] = {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "error_cb": errors,  # refused connections are reported here, at once
+        "logger": logging.getLogger(KAFKA_LOGGER),
+    }
+    admin = AdminClient(client_config)
+    for topic, setting in (
+        (settings.crossings_topic, "crossings_topic"),
+        (settings.flags_topic, "flags_topic"),
+        (settings.dead_letter_topic, "dead_letter_topic"),
+    ):
+        try:
+            check_topic(
+                admin, admin.poll, errors, bootstrap=settings.kafka_bootstrap, topic=topic
+            )
+        except KafkaUnavailable as error:
+            raise CommandError(unreachable_hint(error, setting)) from None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -74,9 +74,7 @@ def preflight(settings: Settings) -> None:
         (settings.dead_letter_topic, "dead_letter_topic"),
     ):
         try:
-            check_topic(
-                admin, admin.poll, errors, bootstrap=settings.kafka_bootstrap, topic=topic
-            )
+            check_topic(admin, admin.poll, errors, bootstrap=settings.kafka_bootstrap, topic=topic)
         except KafkaUnavailable as error:
             raise CommandError(unreachable_hint(error, setting)) from None
 

@@ -10,12 +10,15 @@ Nothing here uses key patterns (`KEYS`/`SCAN MATCH`), so glob characters in ids 
 tools that scan must escape them. Ids are not hashed so that `redis-cli GET` finds a
 consignment by its id.
 
-Round trips: `load` is one `MGET`; `save` is one pipeline of `SET key value EX ttl`. The
-pipeline is deliberately not a MULTI/EXEC transaction: states of different consignments are
-independent, a failed save is retried by the worker with the whole batch (and re-applying an
-event changes nothing), so all-or-nothing visibility buys nothing, while MULTI/EXEC would add two
-commands per batch, hold up other clients for the whole batch, and rule out a future cluster
-where a batch's keys live in different slots.
+Round trips: `load` is one `MGET`; `save` is one `EVALSHA` of a small Lua script that runs
+`SET key value EX ttl` for every state of the batch. One command with one reply, rather than a
+pipeline of N `SET`s with N replies: the benchmark measured 500 states saved in 3-4 ms this way
+against 14 ms pipelined, the client's per-command packing and reply handling being the cost
+(`tests/bench/bench_pipeline.py`). Nothing relies on the script being atomic: states of
+different consignments are independent and a failed save is retried with the whole batch (and
+re-applying an event changes nothing). Redis runs the script in one go (sub-millisecond for a
+batch), which other clients notice as little as a pipeline. The keys of one script must live on
+one node: this store targets a single Redis (or a primary with replicas), not Redis Cluster.
 
 Undecodable stored state: treated as absent, logged, reported to `on_corrupt`, and its raw
 bytes copied to `<quarantine prefix><id>` with the same TTL (see `bordermon.stores.base`). That
@@ -49,6 +52,22 @@ QUARANTINE_SUFFIX = "-corrupt:"
 `bordermon:state:` -> `bordermon:state-corrupt:`."""
 
 
+# KEYS: the state keys; ARGV[1]: the TTL in seconds; ARGV[i + 1]: the value of KEYS[i].
+SAVE_SCRIPT = """
+local ttl = ARGV[1]
+for i, key in ipairs(KEYS) do
+  redis.call('SET', key, ARGV[i + 1], 'EX', ttl)
+end
+return #KEYS
+"""
+
+
+class RedisScript(Protocol):
+    async def __call__(
+        self, keys: list[bytes] | None = ..., args: list[bytes | int] | None = ...
+    ) -> object: ...
+
+
 class RedisPipeline(Protocol):
     def set(self, name: bytes, value: bytes, *, ex: int) -> object: ...
 
@@ -66,13 +85,15 @@ class RedisClient(Protocol):
 
     def pipeline(self, transaction: bool = ...) -> RedisPipeline: ...
 
+    def register_script(self, script: str) -> RedisScript: ...
+
     async def aclose(self) -> None: ...
 
     async def dbsize(self) -> int: ...
 
 
 class RedisStore:
-    """A `StateStore` on Redis: one `MGET` per `load`, one pipelined round trip per `save`.
+    """A `StateStore` on Redis: one `MGET` per `load`, one `EVALSHA` per `save`.
 
     Build it with `RedisStore.from_url(settings.redis_url, settings.state_ttl_seconds)`. The
     store owns its client and closes it in `close()`. Every Redis or socket error surfaces as
@@ -102,6 +123,7 @@ class RedisStore:
         self.prefix = prefix
         self.quarantine_prefix = quarantine_prefix
         self._client = client
+        self._save_script = client.register_script(SAVE_SCRIPT)
         self._prefix = prefix.encode()
         self._quarantine_prefix = quarantine_prefix.encode()
         self._on_corrupt = on_corrupt
@@ -178,11 +200,12 @@ class RedisStore:
         writes = [(self.key(s.consignment_id), encode_state(s)) for s in states]
         if not writes:
             return
-        pipe = self._client.pipeline(transaction=False)
-        for key, raw in writes:
-            pipe.set(key, raw, ex=self.ttl_seconds)
+        keys = [key for key, _ in writes]
+        args: list[bytes | int] = [self.ttl_seconds, *(raw for _, raw in writes)]
         try:
-            await pipe.execute()
+            # EVALSHA; on a server that lacks the script (first use, restart) redis-py loads
+            # it and retries once.
+            await self._save_script(keys=keys, args=args)
         except (RedisError, OSError) as error:
             raise self._unavailable("save", error) from error
 

@@ -547,24 +547,9 @@ class Meter:
 
 def noop_app(bootstrap: str, topic: str, group: str, meter: Meter) -> Any:
     """The worker's faust app (same settings as bordermon.processor.app) with an empty body."""
-    import faust
+    from bordermon.processor.app import new_faust_app
 
-    app = faust.App(
-        group,
-        broker=[f"kafka://{server.strip()}" for server in bootstrap.split(",")],
-        value_serializer="raw",
-        key_serializer="raw",
-        topic_allow_declare=False,
-        topic_disable_leader=True,
-        web_enabled=False,
-        store="memory://",
-        consumer_auto_offset_reset="earliest",
-        producer_acks=-1,
-        broker_commit_interval=1.0,
-        producer_max_request_size=1_114_124,
-        stream_wait_empty=True,
-        logging_config=None,
-    )
+    app = new_faust_app(group, bootstrap)
     crossings = app.topic(topic, key_type=bytes, value_type=bytes, value_serializer="raw")
 
     @app.agent(crossings, name="noop")

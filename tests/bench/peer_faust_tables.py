@@ -41,6 +41,7 @@ import orjson
 from bordermon.core.crossing import CrossingEvent, Direction, InvalidCrossing, parse_crossing
 from bordermon.core.rule import DetectionConfig
 from bordermon.core.timestamps import format_utc
+from bordermon.processor.app import new_faust_app
 
 TABLE_NAME = "consignments"
 RULE = "transit-to-ru"
@@ -163,21 +164,7 @@ def create_peer_app(
     The changelog topic must exist: internal topics are not auto-created here, as in the
     worker (`topic_allow_declare=False`; the benchmark broker has auto-creation off).
     """
-    app = faust.App(
-        app_id,
-        broker=[f"kafka://{server.strip()}" for server in bootstrap.split(",")],
-        value_serializer="raw",
-        key_serializer="raw",
-        topic_allow_declare=False,
-        topic_disable_leader=True,
-        web_enabled=False,
-        store="memory://",
-        consumer_auto_offset_reset="earliest",
-        producer_acks=-1,
-        broker_commit_interval=1.0,
-        stream_wait_empty=True,
-        logging_config=None,
-    )
+    app = new_faust_app(app_id, bootstrap)
     crossings = app.topic(crossings_topic, key_type=bytes, value_type=bytes)
     flags = app.topic(flags_topic, key_type=bytes, value_type=bytes)
     dead_letters = app.topic(dead_letter_topic, key_type=bytes, value_type=bytes)

@@ -1044,22 +1044,10 @@ def measure_redis(run: Run, consignments: int, seed: int) -> Row:
 
 
 def measure_replay(path: Path) -> Row:
-    """The real `bordermon replay FILE --quiet`, flags to /dev/null (as bench_replay.py)."""
-    import resource
+    """The real `bordermon replay FILE --quiet`, flags to /dev/null (bench_replay.run_once)."""
+    from bench_replay import run_once
 
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    result = subprocess.run(
-        [sys.executable, "-m", "bordermon", "replay", str(path), "--quiet"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        check=True,
-    )
-    wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    summary = result.stderr.decode()
-    read = int(summary.split(" events read")[0].split()[-1].replace(",", ""))
+    wall, cpu, read, summary = run_once(path)
     flags = rejected = "?"
     for line in summary.splitlines():
         words = line.split()

@@ -46,7 +46,8 @@ def ensure_input(events: int) -> Path:
     return path
 
 
-def run_once(path: Path) -> tuple[float, float, int]:
+def run_once(path: Path) -> tuple[float, float, int, str]:
+    """Wall s, CPU s, events read, and the summary replay printed on stderr."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     result = subprocess.run(
@@ -60,7 +61,7 @@ def run_once(path: Path) -> tuple[float, float, int]:
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     summary = result.stderr.decode()
     read = int(summary.split(" events read")[0].split()[-1].replace(",", ""))
-    return wall, cpu, read
+    return wall, cpu, read, summary
 
 
 def main() -> int:
@@ -75,7 +76,7 @@ def main() -> int:
     print("| run | events | wall s | CPU s | events/s (wall) | events/s (CPU) |")
     print("|---|---|---|---|---|---|")
     for run in range(1, args.repeat + 1):
-        wall, cpu, read = run_once(path)
+        wall, cpu, read, _ = run_once(path)
         print(
             f"| {run} | {read:,} | {wall:.1f} | {cpu:.1f} | {read / wall:,.0f} |"
             f" {read / cpu:,.0f} |"

@@ -265,7 +265,10 @@ def _alive(pid: int, marker: str) -> bool:
         cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except (OSError, IndexError):
         return False
-    return state not in ("Z", "X") and marker in cmdline
+    if state in ("Z", "X"):
+        return False
+    # While the process is inside execve() its cmdline can read empty: alive, not yet ours.
+    return marker in cmdline or not cmdline.strip()
 
 
 def _managed_pid(service: Service, ctx: Context) -> int | None:
@@ -814,13 +817,21 @@ def _state(service: Service, ctx: Context, probe_timeout: float = 3.0) -> Servic
     )
 
 
+def _still_running(pid: int, marker: str) -> bool:
+    """`_alive`, asked twice a moment apart: one reading can fall between fork and exec."""
+    if _alive(pid, marker):
+        return True
+    time.sleep(0.2)
+    return _alive(pid, marker)
+
+
 def _wait_ready(service: Service, ctx: Context, pid: int, timeout: float) -> None:
     port, log = service.port(), ctx.log(service.name)
     deadline = time.monotonic() + timeout
     while True:
         if service.probe(port, 2.0).answer is Answer.UP:
             return
-        if not _alive(pid, service.process_marker):
+        if not _still_running(pid, service.process_marker):
             ctx.pidfile(service.name).unlink(missing_ok=True)
             raise StackError(
                 f"{service.name} exited while starting; see {_pretty(log)}, which ends with:"

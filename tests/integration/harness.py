@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,6 +20,14 @@ from confluent_kafka import Consumer, Producer
 from bordermon.scanner.publisher import ScannerPublisher
 
 QUIET = {"log_level": 0, "logger": lambda *args: None}  # keep librdkafka off stderr
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (for a test's own server or worker)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 @dataclass

@@ -19,7 +19,6 @@ import json
 import math
 import os
 import re
-import socket
 import subprocess
 import time
 import urllib.error
@@ -34,7 +33,7 @@ from typing import Any, NoReturn
 
 import pytest
 import redis
-from harness import flags_of, publish_lines, read_topic, running_worker, worker_env
+from harness import flags_of, free_port, publish_lines, read_topic, running_worker, worker_env
 
 from bordermon import stack
 from bordermon.core import DetectionConfig, load_watchlist
@@ -86,13 +85,6 @@ def _delete_topics(bootstrap: str, names: list[str]) -> None:
     for future in admin.delete_topics(names, operation_timeout=30).values():
         with contextlib.suppress(Exception):
             future.result()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _ensure_promtool() -> str:
@@ -258,8 +250,8 @@ def observed(
     expected_flags = len(out.getvalue().splitlines())
     assert expected_flags > 50 and len(rejects) > 5
 
-    metrics_port = _free_port()
-    prometheus_port = _free_port()
+    metrics_port = free_port()
+    prometheus_port = free_port()
     with contextlib.ExitStack() as cleanup:
         cleanup.callback(client.close)
         cleanup.callback(client.flushdb)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -19,17 +18,10 @@ from typing import Any
 
 import pytest
 import redis
-from harness import flags_of, publish_lines, read_topic, running_worker, worker_env
+from harness import flags_of, free_port, publish_lines, read_topic, running_worker, worker_env
 from test_pipeline_e2e import replay_flags, simulated_lines
 
 pytestmark = pytest.mark.integration
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class OwnRedis:
@@ -40,7 +32,7 @@ class OwnRedis:
         self.argv = [
             binary,
             "--port",
-            str(_free_port()),
+            str(free_port()),
             "--bind",
             "127.0.0.1",
             "--save",

@@ -16,18 +16,12 @@ from typing import Any
 
 import pytest
 import redis
+from harness import free_port
 
 from bordermon import stack, topics
 from bordermon.topics import ROLES, Status, TopicDeclarationError, apply_topics
 
 pytestmark = pytest.mark.integration
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _stack_args(*argv: str) -> argparse.Namespace:
@@ -100,7 +94,7 @@ def test_local_stack_reports_up_and_up_again_is_a_no_op(
 def test_status_of_a_port_nobody_listens_on_is_down(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("BORDERMON_STACK_KAFKA_PORT", str(_free_port()))
+    monkeypatch.setenv("BORDERMON_STACK_KAFKA_PORT", str(free_port()))
     assert not stack.status(["kafka"], run_dir=tmp_path, quiet=True).all_up
     assert stack.run(_stack_args("status", "kafka", "--run-dir", str(tmp_path))) == 1
     out = capsys.readouterr().out
@@ -112,7 +106,7 @@ def private_redis(
     redis_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> Iterator[tuple[Path, int]]:
     """A run folder and a free port for a Redis of this test's own; stopped afterwards."""
-    port = _free_port()
+    port = free_port()
     monkeypatch.setenv("BORDERMON_STACK_REDIS_PORT", str(port))
     yield tmp_path, port
     stack.down(["redis"], run_dir=tmp_path, quiet=True)
@@ -166,7 +160,7 @@ def test_a_port_taken_by_something_else_is_a_clear_error(
 def test_missing_java_or_maven_is_one_clear_line(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("BORDERMON_STACK_KAFKA_PORT", str(_free_port()))
+    monkeypatch.setenv("BORDERMON_STACK_KAFKA_PORT", str(free_port()))
     monkeypatch.delenv("JAVA_HOME", raising=False)
     empty_bin = tmp_path / "bin"
     empty_bin.mkdir()
@@ -274,7 +268,7 @@ def test_drift_is_reported_and_left_alone(
 
 
 def test_unreachable_broker_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
-    bootstrap = f"127.0.0.1:{_free_port()}"
+    bootstrap = f"127.0.0.1:{free_port()}"
     args = _topics_args("apply", "--check", "--bootstrap", bootstrap, "--timeout", "2")
     assert topics.run(args) == 2
     captured = capsys.readouterr()

@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 import pytest
-from builders import CHPL, entry, exit_
+from builders import CHPL, crossing_doc, entry, exit_
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator, ValidationError
@@ -63,16 +63,7 @@ REQUIRED = (
 ABSENT: Any = object()
 """A field value meaning: leave the field out."""
 
-BASE: dict[str, Any] = {
-    "schema": "crossing/1",
-    "event_id": "ev-1",
-    "consignment_id": "CONS-1",
-    "checkpoint": "KZ-NUR-ZHOLY",
-    "from_country": "CN",
-    "to_country": "KZ",
-    "observed_at": "2024-03-01T10:00:00Z",
-    "goods": [{"hs_code": "8542.31", "value_usd": 1200.5, "quantity": 10, "unit": "pcs"}],
-}
+BASE: dict[str, Any] = crossing_doc()  # the valid entry CN -> KZ the core tests use
 
 
 def event(**changes: Any) -> dict[str, Any]:

@@ -81,11 +81,18 @@ def worker_env(
     return env
 
 
+WORKER_COMMAND = (sys.executable, "-m", "bordermon", "worker")
+POISONED_WORKER_COMMAND = (sys.executable, str(Path(__file__).with_name("poisoned_worker.py")))
+"""A worker with a planted bug: events whose id starts with `poison` fail to apply."""
+
+
 @contextmanager
-def running_worker(env: dict[str, str], log_path: Path) -> Iterator[WorkerProcess]:
+def running_worker(
+    env: dict[str, str], log_path: Path, command: Iterable[str] = WORKER_COMMAND
+) -> Iterator[WorkerProcess]:
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "bordermon", "worker"],
+            list(command),
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

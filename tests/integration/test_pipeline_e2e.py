@@ -26,6 +26,7 @@ from harness import (
 from bordermon.core import DetectionConfig, load_watchlist
 from bordermon.replay import replay
 from bordermon.scanner.simulator import SimulationSpec, generate
+from bordermon.stores.redis_store import split_revision
 
 pytestmark = pytest.mark.integration
 
@@ -136,7 +137,9 @@ def test_scenario_gives_exact_flags_dead_letters_and_state(
     assert int(headers["source_partition"]) >= 0 and int(headers["source_offset"]) >= 0
     assert headers["detail"]
 
-    state_a = orjson.loads(redis_client.get(STATE_PREFIX + b"A") or b"{}")
+    revision, stored_a = split_revision(redis_client.get(STATE_PREFIX + b"A") or b"{}")
+    state_a = orjson.loads(stored_a)
+    assert revision >= 2  # saved with the flag pending, then with it acknowledged
     assert state_a["f"] == ["transit-to-ru"] and "p" not in state_a and state_a["n"] == 2
     assert redis_client.exists(STATE_PREFIX + b"B") and redis_client.exists(STATE_PREFIX + b"C")
     assert not redis_client.exists(STATE_PREFIX + b"D")

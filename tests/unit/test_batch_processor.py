@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import Any
 
 import orjson
 import pytest
@@ -11,11 +12,16 @@ from builders import CHPL, crossing_doc
 
 from bordermon.core import DetectionConfig, Flag
 from bordermon.core.pipeline import Message, Reject
-from bordermon.processor.batch import BatchProcessor
+from bordermon.processor.batch import BatchProcessor, PoisonLimit, PoisonLimitExceeded
 from bordermon.processor.dead_letter import dead_letter_headers
+from bordermon.stores.base import StoreUnavailable
 from bordermon.stores.memory import MemoryStore
 
 CONFIG = DetectionConfig(watchlist=CHPL)
+
+
+class Crash(BaseException):
+    """The process dying mid-batch: not an error the processor handles (like SIGKILL)."""
 
 
 class Sinks:
@@ -36,7 +42,7 @@ class Sinks:
         ]
         if self.fail_next_flag_send:
             self.fail_next_flag_send = False
-            raise ConnectionError("broker went away")
+            raise Crash("killed while producing")
         self.flags += flags
 
     async def send_dead_letters(self, rejects: Sequence[Reject]) -> None:
@@ -101,7 +107,7 @@ def test_crash_before_the_flag_is_acknowledged_resends_the_same_flag() -> None:
     sinks.fail_next_flag_send = True
     ticks = iter(range(1, 100))
     processor = BatchProcessor(CONFIG, store, sinks, sinks, clock=lambda: next(ticks) * 10**9)
-    with pytest.raises(ConnectionError):
+    with pytest.raises(Crash):
         asyncio.run(processor.process(scenario()))
     assert sinks.flags == []
     # The worker restarts: offsets were not committed, the same batch comes again.
@@ -143,3 +149,192 @@ def test_a_validator_bug_dead_letters_the_message_and_the_batch_goes_on(
     asyncio.run(processor.process(batch))
     assert (sinks.dead[0].message.position, sinks.dead[0].reason) == (0, "internal_error")
     assert [f.consignment_id for f in sinks.flags] == ["A"]
+
+
+# --- poison isolation, retries without repeated side effects, single writer (SPEC §6) ---------
+
+
+def poisoned_apply(monkeypatch: pytest.MonkeyPatch, poison: str = "poison") -> None:
+    """Make applying any event whose id starts with `poison` fail, as a bug would (today's
+    example: an instant too large for the state codec)."""
+    from bordermon.core import pipeline
+
+    real = pipeline.apply
+
+    def apply(state: object, event: object, *args: object, **kwargs: object) -> object:
+        if getattr(event, "event_id", "").startswith(poison):
+            raise TypeError("Integer exceeds 64-bit range")
+        return real(state, event, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline, "apply", apply)
+
+
+def consignment_batch(count: int, poison_at: set[int]) -> list[Message]:
+    """Entry + exit of `count` consignments; the entries at `poison_at` are poison."""
+    batch = []
+    for n in range(count):
+        cid = f"C{n}"
+        entry_id = f"poison-{n}" if n in poison_at else f"e{n}"
+        batch.append(message_for(cid, 2 * n, event_id=entry_id))
+        batch.append(
+            message_for(
+                cid,
+                2 * n + 1,
+                event_id=f"x{n}",
+                from_country="KZ",
+                to_country="RU",
+                observed_at="2024-03-03T00:00:00Z",
+            )
+        )
+    return batch
+
+
+def message_for(cid: str, offset: int, **fields: object) -> Message:
+    return Message(
+        orjson.dumps(crossing_doc(consignment_id=cid, **fields)),
+        cid.encode(),
+        True,
+        position=offset,
+        partition=offset % 3,
+    )
+
+
+def test_a_poison_message_is_dead_lettered_and_the_rest_of_the_batch_applied(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    poisoned_apply(monkeypatch)
+    store = MemoryStore(3600)
+    sinks = Sinks(store)
+    processor = BatchProcessor(CONFIG, store, sinks, sinks, clock=lambda: 0)
+    batch = consignment_batch(40, poison_at={7, 30})
+    report = asyncio.run(processor.process(batch))
+
+    assert [(d.message.position, d.reason) for d in sinks.dead] == [
+        (14, "internal_error"),
+        (60, "internal_error"),
+    ]
+    assert sinks.dead[0].detail == "processing failed: TypeError: Integer exceeds 64-bit range"
+    # Every other consignment flagged once; the two poisoned ones only lost their entry.
+    assert sorted(f.consignment_id for f in sinks.flags) == sorted(
+        f"C{n}" for n in range(40) if n not in {7, 30}
+    )
+    assert report.poison == 2
+    tally = processor.tally
+    assert tally.rejected == {"internal_error": 2}
+    assert tally.read == 80 == tally.accepted + tally.duplicates + tally.rejected_total
+    # The poison is now out of the way: the same batch again changes nothing.
+    asyncio.run(processor.process(batch))
+    assert len(sinks.flags) == 38
+
+
+def test_most_messages_failing_stops_the_worker_instead_of_emptying_the_topic(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    poisoned_apply(monkeypatch, poison="")  # every event fails: a broken deploy
+    store = MemoryStore(3600)
+    sinks = Sinks(store)
+    processor = BatchProcessor(
+        CONFIG, store, sinks, sinks, poison_limit=PoisonLimit(0.5, window=100, min_failures=5)
+    )
+    with pytest.raises(PoisonLimitExceeded, match="5 of the last 5 messages failed"):
+        asyncio.run(processor.process(consignment_batch(20, poison_at=set())))
+    assert len(sinks.dead) == 4  # stopped before dead-lettering the fifth
+
+
+def test_a_few_poison_messages_among_many_good_ones_stay_under_the_limit() -> None:
+    limit = PoisonLimit(0.5, window=10, min_failures=3)
+    for _ in range(5):
+        limit.record_ok(9)
+        limit.record_failure()
+        limit.record_failure()
+
+
+class FlakyStore(MemoryStore):
+    """Refuses the first `outages` saves as an unreachable Redis would."""
+
+    def __init__(self, outages: int) -> None:
+        super().__init__(3600)
+        self.outages = outages
+
+    async def save(self, states: Any, **kwargs: Any) -> dict[str, int]:
+        if self.outages:
+            self.outages -= 1
+            raise StoreUnavailable("Redis at redis://localhost:6379/0 unavailable")
+        return await super().save(states, **kwargs)
+
+
+def test_a_store_outage_retries_the_state_phase_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(asyncio, "sleep", _no_sleep)
+    store = FlakyStore(outages=3)
+    sinks = Sinks(store)
+    processor = BatchProcessor(CONFIG, store, sinks, sinks, clock=lambda: 0)
+    asyncio.run(processor.process(scenario()))
+    # Dead letters once, counts once, although the state phase ran four times.
+    assert [r.message.position for r in sinks.dead] == [2, 3]
+    assert [f.consignment_id for f in sinks.flags] == ["A"]
+    tally = processor.tally
+    assert (tally.read, tally.accepted, tally.duplicates, tally.rejected_total) == (5, 2, 1, 2)
+
+
+async def _no_sleep(seconds: float) -> None:
+    return None
+
+
+def test_a_worker_that_lost_its_partition_writes_nothing_and_stops_processing_it() -> None:
+    store = MemoryStore(3600)
+    old, new = Sinks(store), Sinks(store)
+    stale = BatchProcessor(CONFIG, store, old, old, clock=lambda: 0)
+    owner = BatchProcessor(CONFIG, store, new, new, clock=lambda: 0)
+    first, second = scenario()[:2]  # A's exit, then A's entry (partition 2)
+    asyncio.run(stale.process([first]))
+    # A rebalance gives partition 2 to `owner` while `stale` is paused; `owner` processes it.
+    asyncio.run(owner.process([first, second]))
+    assert [f.consignment_id for f in new.flags] == ["A"]
+    before = asyncio.run(store.snapshot(["A"]))
+
+    # `stale` resumes with the batch it had in hand: refused, nothing written, nothing sent.
+    later = message(9, event_id="e9", observed_at="2024-03-02T00:00:00Z")
+    report = asyncio.run(stale.process([later]))
+    assert report.fenced == 1 and old.flags == [] and report.states_saved == 0
+    assert asyncio.run(store.snapshot(["A"])) == before
+    assert stale.fenced == {"crossings:2"}
+    # ... and it skips that partition until its next assignment.
+    assert asyncio.run(stale.process([later])).fenced == 1
+    stale.on_assignment_changed()
+    assert stale.fenced == set()
+
+
+class Interleaved(MemoryStore):
+    """Runs `between` once, right after the next snapshot: another writer getting in between
+    this worker's load and its save."""
+
+    def __init__(self) -> None:
+        super().__init__(3600)
+        self.between: Any = None
+
+    async def snapshot(self, keys: Any) -> Any:
+        result = await super().snapshot(keys)
+        if self.between is not None:
+            between, self.between = self.between, None
+            await between()
+        return result
+
+
+def test_two_workers_writing_one_consignment_lose_nothing() -> None:
+    # One consignment on two partitions (a Java-partitioned and a CRC32-partitioned scanner):
+    # the entry reaches one worker, the exit another, and their loads and saves interleave.
+    store = Interleaved()
+    sinks_a, sinks_b = Sinks(store), Sinks(store)
+    worker_a = BatchProcessor(CONFIG, store, sinks_a, sinks_a, clock=lambda: 0)
+    worker_b = BatchProcessor(CONFIG, store, sinks_b, sinks_b, clock=lambda: 0)
+    exit_a, entry_a = scenario()[:2]
+
+    async def other_writer() -> None:
+        await worker_b.process([exit_a._replace(partition=5)])
+
+    store.between = other_writer
+    asyncio.run(worker_a.process([entry_a]))
+    # A's first save conflicted with B's; A reloaded, re-applied, and found the pair.
+    assert [f.consignment_id for f in sinks_a.flags + sinks_b.flags] == ["A"]
+    stored = asyncio.run(store.load(["A"]))["A"]
+    assert stored.accepted == 2 and "transit-to-ru" in stored.flagged

@@ -6,9 +6,15 @@ and faust commits acknowledged offsets, so an offset is committed only after the
 letters, flags and states are all durable.
 
 One failure mode needs care: if the loop body raised, faust would still acknowledge the batch
-(in the generator's `finally`). So the body never raises: transient failures (Redis or Kafka
-unavailable) are retried with backoff, and anything unexpected stops the process at once,
-before a commit, so the batch is read again after a restart (crash-only design).
+(in the generator's `finally`). So the body never raises: `BatchProcessor` retries outages
+(Redis or Kafka unavailable) with backoff and isolates poison messages itself; anything that
+still escapes (the poison limit, a dead-letter topic that refuses writes) stops the process at
+once, before a commit, so the batch is read again after a restart.
+
+Rebalances: the Kafka group protocol decides who owns a partition; the state store enforces it
+(SPEC §6 single writer). After every assignment the processor forgets its owner tokens and
+claims new ones before its next load, so a worker that lost a partition while paused is refused
+at its next save. The timeouts below bound how long a dead or paused worker holds partitions.
 """
 
 from __future__ import annotations
@@ -24,8 +30,8 @@ import faust
 from bordermon.core.flag import Flag
 from bordermon.core.pipeline import Message, Reject
 from bordermon.core.rule import DetectionConfig
-from bordermon.metrics import CONSIGNMENTS_IN_STATE, CONSUMER_LAG, STORE_ERRORS
-from bordermon.processor.batch import BatchProcessor
+from bordermon.metrics import CONSIGNMENTS_IN_STATE, CONSUMER_LAG
+from bordermon.processor.batch import BatchProcessor, PoisonLimitExceeded
 from bordermon.processor.dead_letter import dead_letter_headers
 from bordermon.settings import Settings
 from bordermon.stores.base import StateStore, StoreUnavailable
@@ -34,6 +40,16 @@ log = logging.getLogger("bordermon.worker")
 
 EXIT_UNEXPECTED = 70  # EX_SOFTWARE
 LAG_INTERVAL_S = 5.0
+
+# Group membership timeouts, chosen on purpose (faust's defaults are 60 s each):
+# - a worker that stops heartbeating (killed, SIGSTOPped, cut off) loses its partitions after
+#   SESSION_TIMEOUT_S; shorter means faster failover but more spurious rebalances on GC pauses;
+# - HEARTBEAT_INTERVAL_S is a third of that, as Kafka advises;
+# - REBALANCE_TIMEOUT_S bounds how long the group waits for members to rejoin, which is also how
+#   long a worker may sit idle after a broker restart interrupted its join.
+SESSION_TIMEOUT_S = 10.0
+HEARTBEAT_INTERVAL_S = 3.0
+REBALANCE_TIMEOUT_S = 20.0
 STATE_COUNT_INTERVAL_S = 10.0
 
 
@@ -95,6 +111,9 @@ def new_faust_app(app_id: str, kafka_bootstrap: str) -> faust.App:
         producer_max_request_size=1_114_124,
         stream_wait_empty=True,
         logging_config=None,
+        broker_session_timeout=SESSION_TIMEOUT_S,
+        broker_heartbeat_interval=HEARTBEAT_INTERVAL_S,
+        broker_rebalance_timeout=REBALANCE_TIMEOUT_S,
     )
 
 
@@ -111,7 +130,15 @@ def create_app(
         settings.crossings_topic, key_type=bytes, value_type=bytes, value_serializer="raw"
     )
     sinks = KafkaSinks(app, settings)
-    processor = BatchProcessor(config, store, sinks, sinks)
+    processor = BatchProcessor(
+        config,
+        store,
+        sinks,
+        sinks,
+        topic=settings.crossings_topic,
+        is_transient=is_transient_kafka_error,
+        retry_max_s=retry_max_s,
+    )
     max_events = settings.batch_max_events
     within_s = settings.batch_max_wait_ns / 1e9
 
@@ -125,10 +152,14 @@ def create_app(
         batches = stream.take_events(max_events, within=within_s)  # type: ignore[attr-defined]
         async for events in batches:
             messages = [_to_message(event) for event in events]
-            await _process_until_done(processor, messages, retry_max_s)
+            await _process_or_stop(processor, messages)
             for message in messages:
                 if message.position >= next_offsets.get(message.partition, 0):
                     next_offsets[message.partition] = message.position + 1
+
+    @app.on_partitions_assigned.connect
+    async def forget_owner_tokens(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        processor.on_assignment_changed()
 
     @app.timer(interval=LAG_INTERVAL_S)  # type: ignore[untyped-decorator]
     async def report_lag() -> None:
@@ -190,35 +221,31 @@ def _to_message(event: Any) -> Message:
     )
 
 
-async def _process_until_done(
-    processor: BatchProcessor, messages: list[Message], retry_max_s: float
-) -> None:
-    delay = 0.1
-    while True:
-        try:
-            await processor.process(messages)
-            return
-        except StoreUnavailable as error:
-            STORE_ERRORS.labels("unavailable").inc()
-            log.warning("state store unavailable, retrying in %.1fs: %s", delay, error)
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:
-            if _is_transient_kafka_error(error):
-                log.warning("Kafka produce failed, retrying in %.1fs: %r", delay, error)
-            else:
-                log.critical(
-                    "unexpected error while processing a batch; stopping before its offsets"
-                    " are committed so it is read again after a restart",
-                    exc_info=True,
-                )
-                logging.shutdown()
-                os._exit(EXIT_UNEXPECTED)
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, retry_max_s)
+async def _process_or_stop(processor: BatchProcessor, messages: list[Message]) -> None:
+    """Process a batch; on anything the processor could not handle, stop before the commit."""
+    try:
+        await processor.process(messages)
+    except asyncio.CancelledError:
+        raise
+    except PoisonLimitExceeded as error:
+        log.critical("%s", error)
+        _stop_now()
+    except Exception:
+        log.critical(
+            "unexpected error while processing a batch; stopping before its offsets are"
+            " committed so it is read again after a restart",
+            exc_info=True,
+        )
+        _stop_now()
 
 
-def _is_transient_kafka_error(error: Exception) -> bool:
+def _stop_now() -> None:
+    logging.shutdown()
+    os._exit(EXIT_UNEXPECTED)
+
+
+def is_transient_kafka_error(error: BaseException) -> bool:
+    """Kafka being unreachable (retry), as opposed to Kafka refusing this data (don't)."""
     from aiokafka.errors import KafkaError
 
     if isinstance(error, KafkaError):

@@ -93,9 +93,21 @@ class KafkaSinks:
 
 
 def new_faust_app(app_id: str, kafka_bootstrap: str) -> faust.App:
-    """A faust app configured the way bordermon runs faust (the benchmarks reuse it)."""
+    """A faust app configured the way bordermon runs faust (the benchmarks reuse it).
+
+    faust creates its data directory (`<app id>-data/v1/tables`) when it starts, even with
+    the in-memory store that leaves it empty; it goes in a private temporary directory,
+    removed at exit, instead of the directory the worker was started from.
+    """
+    import atexit
+    import shutil
+    import tempfile
+
+    datadir = tempfile.mkdtemp(prefix="bordermon-faust-")
+    atexit.register(shutil.rmtree, datadir, ignore_errors=True)
     return faust.App(
         app_id,
+        datadir=datadir,
         broker=[f"kafka://{server.strip()}" for server in kafka_bootstrap.split(",")],
         value_serializer="raw",
         key_serializer="raw",

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bordermon.cli import CommandError, add_settings_options, load_settings
 from bordermon.settings import Settings, mask_url
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
 
 WORKER_SETTINGS = (
     "kafka_bootstrap",
@@ -79,9 +82,25 @@ def preflight(settings: Settings) -> None:
             raise CommandError(unreachable_hint(error, setting)) from None
 
 
+def serve_metrics(port: int, log: logging.Logger) -> WSGIServer:
+    """Serve /metrics on `port`, on every interface (prometheus_client binds 0.0.0.0), and log
+    the address it really bound; a port in use is one line saying which setting to change."""
+    from prometheus_client import start_http_server
+
+    try:
+        server, _ = start_http_server(port)
+    except OSError as error:
+        raise CommandError(
+            f"cannot serve metrics on port {port}: {error.strerror}; set BORDERMON_METRICS_PORT"
+            " (or --metrics-port) to a free port, or to 0 to serve no metrics"
+        ) from None
+    host, bound_port = server.server_address[:2]
+    log.info("metrics on http://%s:%d/metrics (all interfaces)", host, bound_port)
+    return server
+
+
 def run(args: argparse.Namespace) -> int:
     import faust
-    from prometheus_client import start_http_server
 
     from bordermon.metrics import CONFIG_INFO
     from bordermon.processor.app import create_app
@@ -97,8 +116,7 @@ def run(args: argparse.Namespace) -> int:
     store = RedisStore.from_url(settings.redis_url, ttl_seconds=settings.state_ttl_seconds)
     app = create_app(settings, config, store)
     if settings.metrics_port:
-        start_http_server(settings.metrics_port)
-        log.info("metrics on http://127.0.0.1:%d/metrics", settings.metrics_port)
+        serve_metrics(settings.metrics_port, log)
     CONFIG_INFO.info(
         {
             "window_seconds": str(config.window_seconds),

@@ -9,6 +9,7 @@ import orjson
 from bordermon.core import CrossingEvent, load_watchlist, parse_crossing
 
 CHPL = load_watchlist(["builtin:chpl"])
+TRANSIT_ONLY = frozenset({"transit-to-ru"})
 
 
 def crossing_doc(**fields: Any) -> dict[str, Any]:

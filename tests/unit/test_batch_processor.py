@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import pytest
 from builders import CHPL, crossing_doc
 
-from bordermon.core import DetectionConfig, Flag
+from bordermon.core import DetectionConfig
 from bordermon.core.pipeline import Message, Reject
-from bordermon.processor.batch import BatchProcessor, PoisonLimit, PoisonLimitExceeded
+from bordermon.processor.batch import (
+    BatchProcessor,
+    PoisonLimit,
+    PoisonLimitExceeded,
+    Record,
+    StageTopics,
+)
 from bordermon.processor.dead_letter import dead_letter_headers
+from bordermon.processor.stages import ConsignmentStage
 from bordermon.stores.base import StoreUnavailable
 from bordermon.stores.memory import MemoryStore
 
@@ -28,28 +35,63 @@ class Crash(BaseException):
 
 
 class Sinks:
-    """Records what was sent; can fail the next flag send to simulate a crash."""
+    """A producer that records what was sent, by topic; can fail the next flag send to
+    simulate a crash."""
 
     def __init__(self, store: MemoryStore) -> None:
         self.store = store
-        self.flags: list[Flag] = []
-        self.dead: list[Reject] = []
+        self.records: list[Record] = []
         self.fail_next_flag_send = False
         self.states_seen_at_send: list[bool] = []
 
-    async def send_flags(self, flags: Sequence[Flag]) -> None:
-        # The state holding the flag must already be durable when the flag is produced.
-        stored = await self.store.load([f.consignment_id for f in flags])
-        self.states_seen_at_send += [
-            any(p.flag_id == f.flag_id for p in stored[f.consignment_id].pending) for f in flags
-        ]
-        if self.fail_next_flag_send:
-            self.fail_next_flag_send = False
-            raise Crash("killed while producing")
-        self.flags += flags
+    async def send_all(self, records: Sequence[Record]) -> None:
+        flags = [orjson.loads(r.value) for r in records if r.topic == TOPICS.flags]
+        if flags:
+            # The state holding the flag must already be durable when the flag is produced.
+            stored = await self.store.load([f["consignment_id"] for f in flags])
+            self.states_seen_at_send += [
+                any(p.flag_id == f["flag_id"] for p in stored[f["consignment_id"]].pending)
+                for f in flags
+            ]
+            if self.fail_next_flag_send:
+                self.fail_next_flag_send = False
+                raise Crash("killed while producing")
+        self.records += records
 
-    async def send_dead_letters(self, rejects: Sequence[Reject]) -> None:
-        self.dead += rejects
+    @property
+    def flags(self) -> list[Any]:
+        """Flags sent, as subscribers read them."""
+        return [orjson.loads(r.value) for r in self.records if r.topic == TOPICS.flags]
+
+    @property
+    def dead(self) -> list[Dead]:
+        return [
+            Dead(int(dict(r.headers or [])["source_offset"]), dict(r.headers or []))
+            for r in self.records
+            if r.topic == TOPICS.dead_letter
+        ]
+
+
+class Dead(NamedTuple):
+    """A dead letter: the source offset and its headers."""
+
+    position: int
+    headers: dict[str, bytes]
+
+    @property
+    def reason(self) -> str:
+        return self.headers["error"].decode()
+
+    @property
+    def detail(self) -> str:
+        return self.headers["detail"].decode()
+
+
+TOPICS = StageTopics(source="crossings", flags="flags", dead_letter="dlq", forward="links")
+
+
+def processor_for(store: MemoryStore, sinks: Sinks, **options: Any) -> BatchProcessor[Any, Any]:
+    return BatchProcessor(ConsignmentStage(CONFIG), store, sinks, TOPICS, **options)
 
 
 def message(offset: int, key: str | None = "A", **fields: object) -> Message:
@@ -79,13 +121,13 @@ def scenario() -> list[Message]:
 def test_batch_dead_letters_flags_and_state() -> None:
     store = MemoryStore(3600)
     sinks = Sinks(store)
-    processor = BatchProcessor(CONFIG, store, sinks, sinks, clock=lambda: 0)
+    processor = processor_for(store, sinks, clock=lambda: 0)
     report = asyncio.run(processor.process(scenario()))
-    assert [(r.message.position, r.reason) for r in sinks.dead] == [
+    assert [(r.position, r.reason) for r in sinks.dead] == [
         (2, "invalid_json"),
         (3, "key_mismatch"),
     ]
-    assert [f.consignment_id for f in sinks.flags] == ["A"]
+    assert [f["consignment_id"] for f in sinks.flags] == ["A"]
     assert sinks.states_seen_at_send == [True]
     stored = asyncio.run(store.load(["A"]))["A"]
     assert stored.pending == [] and "transit-to-ru" in stored.flagged
@@ -98,7 +140,7 @@ def test_batch_dead_letters_flags_and_state() -> None:
 def test_reprocessing_the_same_batch_emits_no_new_flag() -> None:
     store = MemoryStore(3600)
     sinks = Sinks(store)
-    processor = BatchProcessor(CONFIG, store, sinks, sinks, clock=lambda: 0)
+    processor = processor_for(store, sinks, clock=lambda: 0)
     asyncio.run(processor.process(scenario()))
     asyncio.run(processor.process(scenario()))
     assert len(sinks.flags) == 1
@@ -109,15 +151,15 @@ def test_crash_before_the_flag_is_acknowledged_resends_the_same_flag() -> None:
     sinks = Sinks(store)
     sinks.fail_next_flag_send = True
     ticks = iter(range(1, 100))
-    processor = BatchProcessor(CONFIG, store, sinks, sinks, clock=lambda: next(ticks) * 10**9)
+    processor = processor_for(store, sinks, clock=lambda: next(ticks) * 10**9)
     with pytest.raises(Crash):
         asyncio.run(processor.process(scenario()))
     assert sinks.flags == []
     # The worker restarts: offsets were not committed, the same batch comes again.
-    restarted = BatchProcessor(CONFIG, store, sinks, sinks, clock=lambda: next(ticks) * 10**9)
+    restarted = processor_for(store, sinks, clock=lambda: next(ticks) * 10**9)
     asyncio.run(restarted.process(scenario()))
     [flag] = sinks.flags
-    assert flag.detected_at == "1970-01-01T00:00:01.000000Z"  # the first detection's time
+    assert flag["detected_at"] == "1970-01-01T00:00:01.000000Z"  # the first detection's time
 
 
 def test_dead_letter_headers_follow_the_spec() -> None:
@@ -147,11 +189,11 @@ def test_a_validator_bug_dead_letters_the_message_and_the_batch_goes_on(
     monkeypatch.setattr(pipeline, "parse_crossing", flaky)
     store = MemoryStore(3600)
     sinks = Sinks(store)
-    processor = BatchProcessor(CONFIG, store, sinks, sinks, clock=lambda: 0)
+    processor = processor_for(store, sinks, clock=lambda: 0)
     batch = [message(0, event_id="boom"), *scenario()]
     asyncio.run(processor.process(batch))
-    assert (sinks.dead[0].message.position, sinks.dead[0].reason) == (0, "internal_error")
-    assert [f.consignment_id for f in sinks.flags] == ["A"]
+    assert (sinks.dead[0].position, sinks.dead[0].reason) == (0, "internal_error")
+    assert [f["consignment_id"] for f in sinks.flags] == ["A"]
 
 
 # --- poison isolation, retries without repeated side effects, single writer (SPEC §6) ---------
@@ -208,17 +250,17 @@ def test_a_poison_message_is_dead_lettered_and_the_rest_of_the_batch_applied(
     poisoned_apply(monkeypatch)
     store = MemoryStore(3600)
     sinks = Sinks(store)
-    processor = BatchProcessor(CONFIG, store, sinks, sinks, clock=lambda: 0)
+    processor = processor_for(store, sinks, clock=lambda: 0)
     batch = consignment_batch(40, poison_at={7, 30})
     report = asyncio.run(processor.process(batch))
 
-    assert [(d.message.position, d.reason) for d in sinks.dead] == [
+    assert [(d.position, d.reason) for d in sinks.dead] == [
         (14, "internal_error"),
         (60, "internal_error"),
     ]
     assert sinks.dead[0].detail == "processing failed: TypeError: Integer exceeds 64-bit range"
     # Every other consignment flagged once; the two poisoned ones only lost their entry.
-    assert sorted(f.consignment_id for f in sinks.flags) == sorted(
+    assert sorted(f["consignment_id"] for f in sinks.flags) == sorted(
         f"C{n}" for n in range(40) if n not in {7, 30}
     )
     assert report.poison == 2
@@ -236,8 +278,8 @@ def test_most_messages_failing_stops_the_worker_instead_of_emptying_the_topic(
     poisoned_apply(monkeypatch, poison="")  # every event fails: a broken deploy
     store = MemoryStore(3600)
     sinks = Sinks(store)
-    processor = BatchProcessor(
-        CONFIG, store, sinks, sinks, poison_limit=PoisonLimit(0.5, window=100, min_failures=5)
+    processor = processor_for(
+        store, sinks, poison_limit=PoisonLimit(0.5, window=100, min_failures=5)
     )
     with pytest.raises(PoisonLimitExceeded, match="5 of the last 5 messages failed"):
         asyncio.run(processor.process(consignment_batch(20, poison_at=set())))
@@ -270,11 +312,11 @@ def test_a_store_outage_retries_the_state_phase_only(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(asyncio, "sleep", _no_sleep)
     store = FlakyStore(outages=3)
     sinks = Sinks(store)
-    processor = BatchProcessor(CONFIG, store, sinks, sinks, clock=lambda: 0)
+    processor = processor_for(store, sinks, clock=lambda: 0)
     asyncio.run(processor.process(scenario()))
     # Dead letters once, counts once, although the state phase ran four times.
-    assert [r.message.position for r in sinks.dead] == [2, 3]
-    assert [f.consignment_id for f in sinks.flags] == ["A"]
+    assert [r.position for r in sinks.dead] == [2, 3]
+    assert [f["consignment_id"] for f in sinks.flags] == ["A"]
     tally = processor.tally
     assert (tally.read, tally.accepted, tally.duplicates, tally.rejected_total) == (5, 2, 1, 2)
 
@@ -286,13 +328,13 @@ async def _no_sleep(seconds: float) -> None:
 def test_a_worker_that_lost_its_partition_writes_nothing_and_stops_processing_it() -> None:
     store = MemoryStore(3600)
     old, new = Sinks(store), Sinks(store)
-    stale = BatchProcessor(CONFIG, store, old, old, clock=lambda: 0)
-    owner = BatchProcessor(CONFIG, store, new, new, clock=lambda: 0)
+    stale = processor_for(store, old, clock=lambda: 0)
+    owner = processor_for(store, new, clock=lambda: 0)
     first, second = scenario()[:2]  # A's exit, then A's entry (partition 2)
     asyncio.run(stale.process([first]))
     # A rebalance gives partition 2 to `owner` while `stale` is paused; `owner` processes it.
     asyncio.run(owner.process([first, second]))
-    assert [f.consignment_id for f in new.flags] == ["A"]
+    assert [f["consignment_id"] for f in new.flags] == ["A"]
     before = asyncio.run(store.snapshot(["A"]))
 
     # `stale` resumes with the batch it had in hand: refused, nothing written, nothing sent.
@@ -328,8 +370,8 @@ def test_two_workers_writing_one_consignment_lose_nothing() -> None:
     # the entry reaches one worker, the exit another, and their loads and saves interleave.
     store = Interleaved()
     sinks_a, sinks_b = Sinks(store), Sinks(store)
-    worker_a = BatchProcessor(CONFIG, store, sinks_a, sinks_a, clock=lambda: 0)
-    worker_b = BatchProcessor(CONFIG, store, sinks_b, sinks_b, clock=lambda: 0)
+    worker_a = processor_for(store, sinks_a, clock=lambda: 0)
+    worker_b = processor_for(store, sinks_b, clock=lambda: 0)
     exit_a, entry_a = scenario()[:2]
 
     async def other_writer() -> None:
@@ -338,6 +380,6 @@ def test_two_workers_writing_one_consignment_lose_nothing() -> None:
     store.between = other_writer
     asyncio.run(worker_a.process([entry_a]))
     # A's first save conflicted with B's; A reloaded, re-applied, and found the pair.
-    assert [f.consignment_id for f in sinks_a.flags + sinks_b.flags] == ["A"]
+    assert [f["consignment_id"] for f in sinks_a.flags + sinks_b.flags] == ["A"]
     stored = asyncio.run(store.load(["A"]))["A"]
     assert stored.accepted == 2 and "transit-to-ru" in stored.flagged

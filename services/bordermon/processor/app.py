@@ -1,4 +1,9 @@
-"""The faust app: crossings in, batches through `BatchProcessor`, flags and dead letters out.
+"""The faust app: two agents, each driving one stage's `BatchProcessor` over its topic.
+
+- `crossings` (keyed by consignment id) -> the consignment stage: dead letters, flags of
+  `transit-to-ru` and `export-without-permit`, and link sightings to the links topic;
+- `links` (keyed by container / seal / goods batch) -> the link stage: flags of
+  `relabel-to-ru`. Only subscribed when that rule is on.
 
 Faust owns consumption, partition assignment and offset commits; this module is the thin
 adapter. `Stream.take_events` acknowledges a batch's events only after our loop body returns,
@@ -27,12 +32,14 @@ from typing import Any
 
 import faust
 
-from bordermon.core.flag import Flag
-from bordermon.core.pipeline import Message, Reject
-from bordermon.core.rule import DetectionConfig
+from bordermon.core.config import DetectionConfig
+from bordermon.core.link import LinkState
+from bordermon.core.pipeline import Message
+from bordermon.core.rules import RULE_RELABEL
+from bordermon.core.state import ConsignmentState
 from bordermon.metrics import CONSIGNMENTS_IN_STATE, CONSUMER_LAG
-from bordermon.processor.batch import BatchProcessor, PoisonLimitExceeded
-from bordermon.processor.dead_letter import dead_letter_headers
+from bordermon.processor.batch import BatchProcessor, PoisonLimitExceeded, Record, StageTopics
+from bordermon.processor.stages import ConsignmentStage, LinkStage
 from bordermon.settings import Settings
 from bordermon.stores.base import StateStore, StoreUnavailable
 
@@ -53,43 +60,26 @@ REBALANCE_TIMEOUT_S = 20.0
 STATE_COUNT_INTERVAL_S = 10.0
 
 
-class KafkaSinks:
-    """Flags and dead letters through faust's producer, waiting for the broker's acks."""
+class FaustProducer:
+    """Records through faust's producer, waiting for the broker's acknowledgements."""
 
-    def __init__(self, app: faust.App, settings: Settings) -> None:
+    def __init__(self, app: faust.App) -> None:
         self.app = app
-        self.flags_topic = settings.flags_topic
-        self.dead_letter_topic = settings.dead_letter_topic
-        self.crossings_topic = settings.crossings_topic
 
-    async def _send_all(self, records: Sequence[tuple[str, bytes | None, bytes, Any]]) -> None:
+    async def send_all(self, records: Sequence[Record]) -> None:
         producer = self.app.producer
         futures = [
-            await producer.send(topic, key, value, None, None, headers)
-            for topic, key, value, headers in records
+            await producer.send(
+                record.topic,
+                record.key,
+                record.value,
+                None,
+                None if record.timestamp_ms is None else record.timestamp_ms / 1000,
+                record.headers,
+            )
+            for record in records
         ]
         await asyncio.gather(*futures)
-
-    async def send_flags(self, flags: Sequence[Flag]) -> None:
-        await self._send_all(
-            [
-                (self.flags_topic, flag.consignment_id.encode(), flag.to_json(), None)
-                for flag in flags
-            ]
-        )
-
-    async def send_dead_letters(self, rejects: Sequence[Reject]) -> None:
-        await self._send_all(
-            [
-                (
-                    self.dead_letter_topic,
-                    reject.message.key,
-                    reject.message.value,
-                    dead_letter_headers(reject, self.crossings_topic),
-                )
-                for reject in rejects
-            ]
-        )
 
 
 def new_faust_app(app_id: str, kafka_bootstrap: str) -> faust.App:
@@ -132,46 +122,70 @@ def new_faust_app(app_id: str, kafka_bootstrap: str) -> faust.App:
 def create_app(
     settings: Settings,
     config: DetectionConfig,
-    store: StateStore,
+    store: StateStore[ConsignmentState],
+    link_store: StateStore[LinkState] | None = None,
     *,
     retry_max_s: float = 5.0,
 ) -> faust.App:
-    """A faust app with one agent over the crossings topic, configured from `settings`."""
+    """A faust app with an agent per stage, configured from `settings`. The link stage runs
+    when `relabel-to-ru` is on (then `link_store` is required)."""
     app = new_faust_app(settings.consumer_group, settings.kafka_bootstrap)
-    crossings = app.topic(
-        settings.crossings_topic, key_type=bytes, value_type=bytes, value_serializer="raw"
-    )
-    sinks = KafkaSinks(app, settings)
-    processor = BatchProcessor(
-        config,
+    producer = FaustProducer(app)
+    relabel = RULE_RELABEL in config.rules
+    consignments = BatchProcessor(
+        ConsignmentStage(config),
         store,
-        sinks,
-        sinks,
-        topic=settings.crossings_topic,
+        producer,
+        StageTopics(
+            source=settings.crossings_topic,
+            flags=settings.flags_topic,
+            dead_letter=settings.dead_letter_topic,
+            forward=settings.links_topic if relabel else None,
+        ),
         is_transient=is_transient_kafka_error,
         retry_max_s=retry_max_s,
     )
-    max_events = settings.batch_max_events
-    within_s = settings.batch_max_wait_ns / 1e9
-
+    processors: list[BatchProcessor[Any, Any]] = [consignments]
     # Next offset to process, per partition: lag is measured against what was *processed*,
     # not merely fetched into faust's buffers.
     next_offsets: dict[int, int] = {}
-
-    @app.agent(crossings, name="crossings")
-    async def process_crossings(stream: faust.StreamT[bytes]) -> None:
-        # take_events is on the Stream class, not on faust's StreamT protocol.
-        batches = stream.take_events(max_events, within=within_s)  # type: ignore[attr-defined]
-        async for events in batches:
-            messages = [_to_message(event) for event in events]
-            await _process_or_stop(processor, messages)
-            for message in messages:
-                if message.position >= next_offsets.get(message.partition, 0):
-                    next_offsets[message.partition] = message.position + 1
+    _add_agent(
+        app,
+        "crossings",
+        settings.crossings_topic,
+        processor=consignments,
+        settings=settings,
+        next_offsets=next_offsets,
+    )
+    if relabel:
+        if link_store is None:
+            raise ValueError("relabel-to-ru is on: the link stage needs a link store")
+        links = BatchProcessor(
+            LinkStage(config),
+            link_store,
+            producer,
+            StageTopics(
+                source=settings.links_topic,
+                flags=settings.flags_topic,
+                dead_letter=settings.dead_letter_topic,
+            ),
+            is_transient=is_transient_kafka_error,
+            retry_max_s=retry_max_s,
+        )
+        processors.append(links)
+        _add_agent(
+            app,
+            "links",
+            settings.links_topic,
+            processor=links,
+            settings=settings,
+            next_offsets={},
+        )
 
     @app.on_partitions_assigned.connect
     async def forget_owner_tokens(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        processor.on_assignment_changed()
+        for processor in processors:
+            processor.on_assignment_changed()
 
     @app.timer(interval=LAG_INTERVAL_S)  # type: ignore[untyped-decorator]
     async def report_lag() -> None:
@@ -183,8 +197,33 @@ def create_app(
         if count is not None:
             CONSIGNMENTS_IN_STATE.set(count)
 
-    app.bordermon_processor = processor  # type: ignore[attr-defined]
+    app.bordermon_processors = processors  # type: ignore[attr-defined]
     return app
+
+
+def _add_agent(
+    app: faust.App,
+    name: str,
+    topic_name: str,
+    *,
+    processor: BatchProcessor[Any, Any],
+    settings: Settings,
+    next_offsets: dict[int, int],
+) -> None:
+    topic = app.topic(topic_name, key_type=bytes, value_type=bytes, value_serializer="raw")
+    max_events = settings.batch_max_events
+    within_s = settings.batch_max_wait_ns / 1e9
+
+    @app.agent(topic, name=name)
+    async def process(stream: faust.StreamT[bytes]) -> None:
+        # take_events is on the Stream class, not on faust's StreamT protocol.
+        batches = stream.take_events(max_events, within=within_s)  # type: ignore[attr-defined]
+        async for events in batches:
+            messages = [_to_message(event) for event in events]
+            await _process_or_stop(processor, messages)
+            for message in messages:
+                if message.position >= next_offsets.get(message.partition, 0):
+                    next_offsets[message.partition] = message.position + 1
 
 
 async def _report_lag(app: faust.App, topic: str, next_offsets: dict[int, int]) -> None:
@@ -233,7 +272,7 @@ def _to_message(event: Any) -> Message:
     )
 
 
-async def _process_or_stop(processor: BatchProcessor, messages: list[Message]) -> None:
+async def _process_or_stop(processor: BatchProcessor[Any, Any], messages: list[Message]) -> None:
     """Process a batch; on anything the processor could not handle, stop before the commit."""
     try:
         await processor.process(messages)

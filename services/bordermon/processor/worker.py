@@ -1,7 +1,8 @@
 """`bordermon worker`: run one stream processor (start several for more throughput).
 
-Before faust starts, the worker checks that Redis answers and that the crossings, flags and
-dead-letter topics exist, so a missing piece is one clear line instead of a retry loop.
+Before faust starts, the worker checks that Redis answers and that the crossings, flags,
+dead-letter and (with `relabel-to-ru` on) links topics exist, so a missing piece is one clear
+line instead of a retry loop.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from bordermon.cli import CommandError, add_settings_options, load_settings
+from bordermon.core.rules import RULE_RELABEL
 from bordermon.settings import Settings, mask_url
 
 if TYPE_CHECKING:
@@ -22,12 +24,17 @@ WORKER_SETTINGS = (
     "crossings_topic",
     "flags_topic",
     "dead_letter_topic",
+    "links_topic",
     "consumer_group",
+    "rules",
     "window",
+    "relabel_window",
     "monitored_country",
     "destinations_of_concern",
     "watchlists",
+    "export_controls",
     "state_ttl",
+    "link_state_ttl",
     "metrics_port",
 )
 
@@ -71,11 +78,14 @@ def preflight(settings: Settings) -> None:
         "logger": logging.getLogger(KAFKA_LOGGER),
     }
     admin = AdminClient(client_config)
-    for topic, setting in (
+    topics = [
         (settings.crossings_topic, "crossings_topic"),
         (settings.flags_topic, "flags_topic"),
         (settings.dead_letter_topic, "dead_letter_topic"),
-    ):
+    ]
+    if RULE_RELABEL in settings.rules:
+        topics.append((settings.links_topic, "links_topic"))
+    for topic, setting in topics:
         try:
             check_topic(admin, admin.poll, errors, bootstrap=settings.kafka_bootstrap, topic=topic)
         except KafkaUnavailable as error:
@@ -104,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
 
     from bordermon.metrics import CONFIG_INFO
     from bordermon.processor.app import create_app
-    from bordermon.stores.redis_store import RedisStore
+    from bordermon.stores.base import LINKS
+    from bordermon.stores.redis_store import LINK_PREFIX, RedisStore
 
     settings = load_settings(args)
     config = settings.detection_config()
@@ -114,7 +125,13 @@ def run(args: argparse.Namespace) -> int:
     )
     log = logging.getLogger("bordermon.worker")
     store = RedisStore.from_url(settings.redis_url, ttl_seconds=settings.state_ttl_seconds)
-    app = create_app(settings, config, store)
+    link_store = RedisStore.from_url(
+        settings.redis_url,
+        ttl_seconds=settings.link_state_ttl_seconds,
+        prefix=LINK_PREFIX,
+        codec=LINKS,
+    )
+    app = create_app(settings, config, store, link_store)
     if settings.metrics_port:
         serve_metrics(settings.metrics_port, log)
     CONFIG_INFO.info(

@@ -14,7 +14,7 @@ import pytest
 from bordermon.core import DetectionConfig, load_watchlist
 from bordermon.core.pipeline import Reject
 from bordermon.replay import replay
-from bordermon.scanner.simulator import SimulationSpec, simulate
+from bordermon.simulate import SimulationSpec, simulate
 
 
 @pytest.mark.parametrize(

@@ -38,6 +38,7 @@ from bordermon.simulate import (
     generate,
     simulate,
 )
+from bordermon.simulate.generator import truth_engine
 
 DATA = Path(simulator.__file__).resolve().parents[1] / "core" / "data"
 WINDOW = timedelta(days=30)
@@ -600,24 +601,19 @@ def test_relabel_cases_flag_as_named(default_run: Run) -> None:
             assert kinds == {"container", "batch"}
             assert len({f["linked_consignment_id"] for f in flags}) == 1
         lower_severity += any(f["severity"] != record["severity"] for f in flags)
-        (exit_,) = (
-            default_run.grouped[cid]
-            if record["case"].startswith("relabel-") and record["case"] != "relabel-entry"
-            else (None,)
-        )
-        if record["case"] == "relabel-spelled":
-            assert exit_ is not None
+        case = record["case"]
+        if case == "relabel-spelled":
+            (exit_,) = default_run.grouped[cid]
             written = exit_.raw["transport"]["container_id"]
             assert written != flags[0]["link"].removeprefix("container:")
-        if record["case"] in ("relabel-window-edge", "relabel-beyond-window"):
-            assert exit_ is not None
-            (entry,) = (
-                [s for s in default_run.scans if s.event_id == flags[0]["entry_event_id"]]
-                if flags
-                else [None]
-            )
-            if entry is not None:
-                assert exit_.at - entry.at == RELABEL_WINDOW
+        elif case == "relabel-window-edge":
+            (exit_,) = default_run.grouped[cid]
+            (entry,) = [s for s in default_run.scans if s.event_id == flags[0]["entry_event_id"]]
+            assert exit_.at - entry.at == RELABEL_WINDOW
+        elif case == "relabel-beyond-window":
+            (exit_,) = default_run.grouped[cid]
+            sharing = [s for s in default_run.scans if s.entry and s.keys & exit_.keys]
+            assert sharing and all(exit_.at - s.at > RELABEL_WINDOW for s in sharing)
     assert set(seen) == set(counts), set(counts) - set(seen)
     assert lower_severity, "only the lines that share an HS-6 count for a relabel flag"
 
@@ -897,6 +893,7 @@ def test_cli_start_moves_the_timeline(tmp_path: Path) -> None:
         ["--mix", "warp=1"],
         ["--max-lateness", "soon"],
         ["--window-days", "0"],
+        ["--relabel-window-days", "soon"],
         ["--rate", "-1"],
         ["--out", "/nonexistent-dir/x.jsonl"],
     ],
@@ -941,3 +938,30 @@ def test_cli_help_mentions_examples(capsys: pytest.CaptureFixture[str]) -> None:
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     assert "examples:" in text and "--truth" in text and "--rate" in text
+
+
+def test_the_truth_forgets_only_what_can_no_longer_matter() -> None:
+    """Short windows over half a year: the streaming truth drops old scans as it goes, and still
+    gives the flags of a truth that remembers everything."""
+    spec = SimulationSpec(
+        consignments=3000,
+        seed=11,
+        window_days=3,
+        relabel_window_days=5,
+        mean_interval_s=5000,
+        max_lateness_s=3600,
+        duplicate_rate=0.1,
+    )
+    lines, truth = simulate(spec)
+    forgetful, total = GroundTruth(), GroundTruth()
+    engines = [truth_engine(spec, forgetful.add, forget_every=200)]
+    engines.append(truth_engine(spec, total.add, forget_every=10**9))
+    for number, line in enumerate(lines, 1):
+        if number not in truth.malformed:
+            for engine in engines:
+                engine.observe(number, line)
+    assert len(engines[0].consignments) < len(engines[1].consignments) / 5
+    assert forgetful.flags == total.flags == truth.flags
+    assert {f["rule"] for f in truth.flags.values()} == {
+        "transit-to-ru", "relabel-to-ru", "export-without-permit"
+    }  # fmt: skip

@@ -41,11 +41,12 @@ class Feed:
         self.heap: list[tuple[int, int, bytes, bool]] = []
         self.seq = 0
         self.line_no = 0
+        self.max_delay = self.duplicate_delay(spec) - SECOND
 
-    @property
-    def max_delay(self) -> int:
+    @staticmethod
+    def duplicate_delay(spec: SimulationSpec) -> int:
         """The longest a duplicate comes after its original (microseconds)."""
-        return SECOND + max(2 * SECOND, self.max_lateness, HOUR)
+        return SECOND + max(2 * SECOND, round(spec.max_lateness_s * SECOND), HOUR)
 
     def push(self, t: int, line: bytes) -> None:
         """A valid line of event time `t`: most scanners publish within two minutes; a share
@@ -60,7 +61,7 @@ class Feed:
     def deliver(self, until: int | None) -> Iterator[bytes]:
         """Yield the lines due by `until` (all of them with None)."""
         heap, r = self.heap, self.r
-        max_delay = self.max_delay - SECOND
+        max_delay = self.max_delay
         while heap and (until is None or heap[0][0] <= until):
             delivery, _, line, duplicate = heapq.heappop(heap)
             if not duplicate:

@@ -14,7 +14,7 @@ from bordermon.simulate.ids import Ids
 from bordermon.simulate.patterns import Leg, Patterns, Plan, transit_flagged
 from bordermon.simulate.reference import cumulative, reference, severity
 from bordermon.simulate.scan import Scans
-from bordermon.simulate.spec import HOUR, PATTERN_SPAN, SECOND, SimulationSpec
+from bordermon.simulate.spec import HOUR, SECOND, SimulationSpec
 from bordermon.simulate.truth import ConsignmentTruth, GroundTruth, TruthEngine, TruthRecord
 
 
@@ -39,6 +39,23 @@ def simulate(spec: SimulationSpec) -> tuple[list[bytes], GroundTruth]:
     return lines, truth
 
 
+def truth_engine(
+    spec: SimulationSpec, emit: Callable[[TruthRecord], None], forget_every: int = 50_000
+) -> TruthEngine:
+    """The truth of a run of `spec`: feed it the valid lines in file order."""
+    ref = reference()
+    horizon = max(spec.window_us, spec.relabel_window_us) + 2 * Feed.duplicate_delay(spec) + HOUR
+    return TruthEngine(
+        emit,
+        window_us=spec.window_us,
+        relabel_window_us=spec.relabel_window_us,
+        horizon_us=horizon,
+        tiers=ref.tiers,
+        controlled=ref.controlled,
+        forget_every=forget_every,
+    )
+
+
 class _Run:
     """One run: a seeded RNG shared, in a fixed order, by patterns, scans and the feed."""
 
@@ -53,21 +70,9 @@ class _Run:
         self.ids = ids
         self.patterns = Patterns(spec, self.rng, ref, ids)
         self.scans = Scans(self.rng, ref, ids, spec.schema_omitted_rate)
-        engine = None
         self.feed = Feed(spec, self.rng, ids, on_truth, None)
         if on_truth is not None:
-            engine = TruthEngine(
-                on_truth,
-                window_us=spec.window_us,
-                relabel_window_us=spec.relabel_window_us,
-                horizon_us=max(spec.window_us, spec.relabel_window_us)
-                + PATTERN_SPAN
-                + 2 * self.feed.max_delay
-                + HOUR,
-                tiers=ref.tiers,
-                controlled=ref.controlled,
-            )
-            self.feed.on_line = engine.observe
+            self.feed.on_line = truth_engine(spec, on_truth).observe
         self.pattern_names, self.pattern_cum = cumulative(spec.mix)
         self.valid_events = 0
         self.number = 0  # consignments made

@@ -27,6 +27,7 @@ smallest event_id). `hs_codes` are the normalised codes that count for severity 
 from __future__ import annotations
 
 import hashlib
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -149,10 +150,12 @@ def read_scan(raw: bytes) -> Scan:
     country = (event["from_country"] if entry else event["to_country"]).upper()
     at = datetime.fromisoformat(event["observed_at"].replace("Z", "+00:00"))
     t = int(at.timestamp()) * 1_000_000 + at.microsecond
-    codes = tuple(line["hs_code"].replace(".", "").replace(" ", "") for line in event["goods"])
+    codes = tuple(
+        sys.intern(line["hs_code"].replace(".", "").replace(" ", "")) for line in event["goods"]
+    )
     return Scan(
         event["event_id"],
-        event["consignment_id"],
+        sys.intern(event["consignment_id"]),
         entry,
         country,
         t,
@@ -173,10 +176,10 @@ def _latest(scans: Iterable[Scan]) -> Scan:
 class TruthEngine:
     """Brute force over the accepted scans, raising each flag when its first match is known.
 
-    State is dropped once it can no longer matter: a consignment (or link key) whose scans are
-    all older than `horizon_us` before the latest scan seen can neither be matched by a later
-    line nor see a duplicate of one of its lines again (the feed bounds both lateness and the
-    delay of a duplicate).
+    Scans are dropped once they can no longer matter: a scan older than `horizon_us` before
+    the latest scan seen can neither be matched by a later line (the horizon exceeds both
+    windows plus the lateness) nor see a duplicate of its line again (the feed bounds the delay
+    of a duplicate). The raised flags are kept for the whole run, so that none is raised twice.
     """
 
     def __init__(
@@ -188,6 +191,7 @@ class TruthEngine:
         horizon_us: int,
         tiers: dict[str, str],
         controlled: frozenset[str],
+        forget_every: int = 50_000,
     ) -> None:
         self.emit = emit
         self.window = window_us
@@ -200,6 +204,7 @@ class TruthEngine:
         self.flagged: set[tuple[str, str, str]] = set()  # (rule, consignment, link or "")
         self.latest = 0
         self.count = 0
+        self.forget_every = forget_every
 
     def observe(self, line: int, raw: bytes) -> None:
         """One valid line, in file order (duplicates included: they are dropped here)."""
@@ -216,7 +221,7 @@ class TruthEngine:
         self._relabel(line, scan)
         self.latest = max(self.latest, scan.t)
         self.count += 1
-        if self.count % 50_000 == 0:
+        if self.count % self.forget_every == 0:
             self._forget()
 
     # -- the rules ---------------------------------------------------------------------------
@@ -313,14 +318,12 @@ class TruthEngine:
         )
 
     def _forget(self) -> None:
-        """Drop consignments and link keys whose every scan is past the horizon."""
+        """Drop the scans that are past the horizon, and what is left empty."""
         oldest = self.latest - self.horizon
-        self.consignments = {
-            cid: scans
-            for cid, scans in self.consignments.items()
-            if any(s.t >= oldest for s in scans)
-        }
-        by_key = {key: [s for s in scans if s.t >= oldest] for key, scans in self.by_key.items()}
-        self.by_key = {key: scans for key, scans in by_key.items() if scans}
-        live = self.consignments
-        self.flagged = {flag for flag in self.flagged if flag[1] in live}
+        for index in (self.consignments, self.by_key):
+            for name, scans in list(index.items()):
+                kept = [scan for scan in scans if scan.t >= oldest]
+                if not kept:
+                    del index[name]
+                elif len(kept) < len(scans):
+                    index[name] = kept

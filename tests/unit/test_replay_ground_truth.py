@@ -14,6 +14,7 @@ import collections
 import os
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ import pytest
 from bordermon.simulate import DEFAULT_MIX, GroundTruth, SimulationSpec, simulate
 
 RULES = ("transit-to-ru", "relabel-to-ru", "export-without-permit")
+WINDOW_SECONDS = {"transit-to-ru": 30 * 86_400, "relabel-to-ru": 90 * 86_400}
 RELABEL_HEAVY = (
     *DEFAULT_MIX[:9],
     ("relabel", 1.0),
@@ -77,6 +79,12 @@ def check_agreement(lines: list[bytes], truth: GroundTruth, tmp_path: Path) -> N
     extra = {i: got[i] for i in got.keys() - truth.flags.keys()}
     assert not missing and not extra, (list(missing.values())[:3], list(extra.values())[:3])
 
+    instants = {
+        event["event_id"]: datetime.fromisoformat(event["observed_at"].replace("Z", "+00:00"))
+        for number, line in enumerate(lines, 1)
+        if number not in truth.malformed
+        for event in (orjson.loads(line),)
+    }
     for flag_id, expected in truth.flags.items():
         flag = got[flag_id]
         context = (expected, flag)
@@ -91,10 +99,13 @@ def check_agreement(lines: list[bytes], truth: GroundTruth, tmp_path: Path) -> N
             assert flag["dwell_seconds"] is None and flag["window_seconds"] is None, context
         else:
             assert flag["entry"]["event_id"] == expected["entry_event_id"], context
+            dwell = instants[expected["exit_event_id"]] - instants[expected["entry_event_id"]]
+            assert abs(flag["dwell_seconds"] - dwell.total_seconds()) < 1e-6, context
+            assert flag["window_seconds"] == WINDOW_SECONDS[expected["rule"]], context
+            entry_owner = expected["linked_consignment_id"] or expected["consignment_id"]
+            assert flag["entry"]["consignment_id"] == entry_owner, context
         assert flag["link"] == expected["link"], context
         assert flag["linked_consignment_id"] == expected["linked_consignment_id"], context
-        if expected["linked_consignment_id"] is not None:
-            assert flag["entry"]["consignment_id"] == expected["linked_consignment_id"], context
         assert flag["hs_codes"] == expected["hs_codes"], context
 
     by_rule = collections.Counter(record["rule"] for record in truth.flags.values())

@@ -25,11 +25,9 @@ from bordermon.simulate import DEFAULT_MIX, GroundTruth, SimulationSpec, simulat
 
 RULES = ("transit-to-ru", "relabel-to-ru", "export-without-permit")
 WINDOW_SECONDS = {"transit-to-ru": 30 * 86_400, "relabel-to-ru": 90 * 86_400}
-RELABEL_HEAVY = (
-    *DEFAULT_MIX[:9],
-    ("relabel", 1.0),
-    ("container-reuse", 0.3),
-    ("controlled-export", 0.4),
+# Ten times the default share of relabelling, for many relabel-to-ru flags and non-flags.
+RELABEL_HEAVY = tuple(
+    (dict(DEFAULT_MIX) | {"relabel": 0.6, "container-reuse": 0.2, "controlled-export": 0.1}).items()
 )
 
 

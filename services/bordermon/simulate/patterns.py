@@ -80,6 +80,13 @@ CONTROLLED_CASES: Final[tuple[tuple[str, float], ...]] = (
     ("tier-3-4", 1),  # tier 3/4 goods only: off the default list, not flagged
 )
 
+#: Which of A's link keys B's exit carries, per relabel case: container, seal, batch.
+_RELABEL_SHARES: Final[dict[str, str]] = {
+    "container": "c", "spelled": "c", "seal": "s", "batch": "b", "two-keys": "cb",
+    "two-entries": "c", "window-edge": "c", "beyond-window": "c", "no-shared-hs6": "sb",
+    "seal-dash": "s", "russian-origin": "c", "not-russia": "c",
+}  # fmt: skip
+
 _GOODS_COUNT_CUM: Final = (0.72, 0.88, 0.94, 0.97)  # P(1 line) = 72 %, ..., P(5 lines) = 3 %
 
 
@@ -329,48 +336,31 @@ class Patterns:
         return spelled
 
     def _relabel(self, t0: int) -> list[Plan]:
-        """Consignment A enters with a container, seal or batch; B leaves for RU with it."""
+        """Consignment A enters with a container, seal and batches; B leaves with some of them."""
         case = self._case(self.relabel_names, self.relabel_cum)
-        r, ids, goods, wr = self.r, self.ids, self.goods, self.relabel_window
-        entry_codes = goods.draw("relabel", profile=r() * 0.5)  # mostly listed goods
-        exit_codes = goods.unrelated(entry_codes) if case == "no-shared-hs6" else None
-        exit_codes = exit_codes or goods.related(entry_codes)
-        container, seal = ids.container(), ids.seal()
-        batches: list[str | None] = [
-            ids.batch(t0, n) for n in range(1, len(entry_codes) + 1)
-        ]  # the importer's declaration registers every line
-        origin = CONCERN if case == "russian-origin" else self.origin()
-        destination = self.other_destination() if case == "not-russia" else CONCERN
-        if case == "window-edge":
-            entry, exit_ = self._edge_pair(t0, wr, origin, destination)
+        goods = self.goods
+        entry_codes = goods.draw("relabel", profile=self.r() * 0.5)  # mostly listed goods
+        if case == "no-shared-hs6":
+            exit_codes = goods.unrelated(entry_codes)
         else:
-            if case == "beyond-window":
-                dwell = wr + self._pick((SECOND, SECOND, self._uniform(DAY, 20 * DAY)))
-            else:
-                dwell = self._uniform(min(7 * DAY, wr // 2), wr - HOUR)
-            entry, exit_ = Leg(t0, True, origin), Leg(t0 + dwell, False, destination)
-        # What the entry carries, and what of it the exit carries.
-        entry = entry._replace(container=container, seal=seal if r() < 0.7 else None)
-        exit_container: str | None = None
-        exit_seal: str | None = None
+            exit_codes = goods.related(entry_codes)
+        entry, exit_ = self._relabel_legs(case, t0)
+        container, seal = self.ids.container(), self.ids.seal()
+        # The importer's declaration registers every line; the seal is not always scanned.
+        batches: list[str | None] = [self.ids.batch(t0, n) for n in range(1, len(entry_codes) + 1)]
+        shared = _RELABEL_SHARES[case]
+        entry = entry._replace(
+            container=container, seal=seal if "s" in shared or self.r() < 0.7 else None
+        )
         exit_batches: list[str | None] = [None] * len(exit_codes)
-        if case in ("container", "two-keys", "two-entries", "window-edge", "beyond-window"):
-            exit_container = container if r() < 0.6 else self._spelled_container(container)
-        elif case in ("spelled", "not-russia", "russian-origin"):
-            exit_container = self._spelled_container(container)
-        if case in ("seal", "seal-dash", "no-shared-hs6"):
-            entry = entry._replace(seal=seal)
-            if case == "seal":
-                exit_seal = self._pick((seal, seal.lower(), f"{seal[:2]} {seal[2:]}"))
-            elif case == "seal-dash":
-                exit_seal = f"{seal[:2]}-{seal[2:]}"
-            else:
-                exit_seal = seal
-        if case in ("batch", "two-keys", "no-shared-hs6"):
-            shared = batches[0]
-            assert shared is not None
-            exit_batches[0] = self._pick((shared, shared, f" {shared} ", f"{shared} "))
-        exit_ = exit_._replace(container=exit_container, seal=exit_seal)
+        if "b" in shared:
+            batch = batches[0]
+            assert batch is not None
+            exit_batches[0] = self._pick((batch, batch, f" {batch} ", f"{batch} "))
+        exit_ = exit_._replace(
+            container=self._exit_container(case, container) if "c" in shared else None,
+            seal=self._exit_seal(case, seal) if "s" in shared else None,
+        )
         plans = [
             Plan("relabel-entry", [entry], entry_codes, batches),
             Plan(f"relabel-{case}", [exit_], exit_codes, exit_batches, permit_share=0.3),
@@ -378,10 +368,35 @@ class Patterns:
         if case == "two-entries":  # the container came back with A2's lot, same supplier
             gap = self._uniform(DAY, max(DAY, (exit_.t - entry.t) // 2))
             second = Leg(entry.t + gap, True, self.origin(), container=container)
-            plans.insert(
-                1, Plan("relabel-entry", [second], list(entry_codes), [None] * len(entry_codes))
-            )
+            no_batches: list[str | None] = [None] * len(entry_codes)
+            plans.insert(1, Plan("relabel-entry", [second], list(entry_codes), no_batches))
         return plans
+
+    def _relabel_legs(self, case: str, t0: int) -> tuple[Leg, Leg]:
+        """A's entry and B's exit: weeks apart inside the window, at its edge, or beyond it."""
+        wr = self.relabel_window
+        origin = CONCERN if case == "russian-origin" else self.origin()
+        destination = self.other_destination() if case == "not-russia" else CONCERN
+        if case == "window-edge":
+            entry, exit_ = self._edge_pair(t0, wr, origin, destination)
+            return entry, exit_
+        if case == "beyond-window":
+            dwell = wr + self._pick((SECOND, SECOND, self._uniform(DAY, 20 * DAY)))
+        else:
+            dwell = self._uniform(min(7 * DAY, wr // 2), wr - HOUR)
+        return Leg(t0, True, origin), Leg(t0 + dwell, False, destination)
+
+    def _exit_container(self, case: str, container: str) -> str:
+        if case == "spelled" or self.r() < 0.4:
+            return self._spelled_container(container)
+        return container
+
+    def _exit_seal(self, case: str, seal: str) -> str:
+        """The seal as B's clerk writes it: with a dash it is another key (SPEC removes spaces)."""
+        if case == "seal-dash":
+            return f"{seal[:2]}-{seal[2:]}"
+        spelled: str = self._pick((seal, seal, seal.lower(), f"{seal[:2]} {seal[2:]}"))
+        return spelled
 
     def _container_reuse(self, t0: int) -> list[Plan]:
         """The same container, emptied, later carries unrelated goods to RU: not flagged."""

@@ -54,6 +54,18 @@ def check_digit(owner_and_serial: str) -> int:
     return total % 11 % 10
 
 
+# Weighted sums of the check digit, precomputed: owners, and the two halves of the serial.
+_OWNER_SUMS: Final = {
+    owner: sum(_LETTER_VALUES[c] << i for i, c in enumerate(owner)) for owner in _OWNERS
+}
+_SERIAL_HIGH: Final = tuple(
+    sum(int(d) << (4 + i) for i, d in enumerate(f"{n:03d}")) for n in range(1000)
+)
+_SERIAL_LOW: Final = tuple(
+    sum(int(d) << (7 + i) for i, d in enumerate(f"{n:03d}")) for n in range(1000)
+)
+
+
 def _permuted(counter: int, modulus: int, salt: int) -> int:
     """A bijection of [0, modulus) (7919 is prime to 10^k) that makes counters look random."""
     return (counter * 7919 + salt) % modulus
@@ -86,8 +98,9 @@ class Ids:
         n = self.containers
         self.containers += 1
         owner = _OWNERS[(n // _MILLION + self.salt) % len(_OWNERS)]
-        body = f"{owner}{_permuted(n % _MILLION, _MILLION, self.salt):06d}"
-        return f"{body}{check_digit(body)}"
+        serial = _permuted(n % _MILLION, _MILLION, self.salt)
+        total = _OWNER_SUMS[owner] + _SERIAL_HIGH[serial // 1000] + _SERIAL_LOW[serial % 1000]
+        return f"{owner}{serial:06d}{total % 11 % 10}"  # == check_digit(owner + serial)
 
     def seal(self) -> str:
         """A seal number like KZ123456."""

@@ -272,7 +272,7 @@ Handler = Callable[[argparse.Namespace], int]
 # name -> (module, help). Modules expose configure_parser(parser) and run(args) -> int; they
 # are imported when the parser is built, so each keeps heavy imports inside `run`.
 _MODULE_COMMANDS: dict[str, tuple[str, str]] = {
-    "simulate": ("bordermon.scanner.simulator", "write realistic synthetic crossing events"),
+    "simulate": ("bordermon.simulate", "write realistic synthetic crossing events"),
     "publish": (
         "bordermon.scanner.publisher",
         "publish JSONL crossing events to Kafka, validated, as a scanner does",

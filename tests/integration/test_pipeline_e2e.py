@@ -25,7 +25,7 @@ from harness import (
 
 from bordermon.core import DetectionConfig, load_watchlist
 from bordermon.replay import replay
-from bordermon.scanner.simulator import SimulationSpec, generate
+from bordermon.simulate import SimulationSpec, generate
 from bordermon.stores.redis_store import split_revision
 
 pytestmark = pytest.mark.integration

@@ -86,6 +86,8 @@ def worker_env(
 WORKER_COMMAND = (sys.executable, "-m", "bordermon", "worker")
 POISONED_WORKER_COMMAND = (sys.executable, str(Path(__file__).with_name("poisoned_worker.py")))
 """A worker with a planted bug: events whose id starts with `poison` fail to apply."""
+DYING_WORKER_COMMAND = (sys.executable, str(Path(__file__).with_name("dying_worker.py")))
+"""A worker that SIGKILLs itself once, between the two stages (see dying_worker.py)."""
 
 
 @contextmanager

@@ -11,7 +11,9 @@ import pytest
 from builders import CHPL, crossing_doc
 
 from bordermon.core import DetectionConfig
+from bordermon.core.link import LinkState
 from bordermon.core.pipeline import Message, Reject
+from bordermon.core.rules import RULE_NAMES
 from bordermon.processor.batch import (
     BatchProcessor,
     PoisonLimit,
@@ -20,8 +22,8 @@ from bordermon.processor.batch import (
     StageTopics,
 )
 from bordermon.processor.dead_letter import dead_letter_headers
-from bordermon.processor.stages import ConsignmentStage
-from bordermon.stores.base import StoreUnavailable
+from bordermon.processor.stages import ConsignmentStage, LinkStage
+from bordermon.stores.base import LINKS, StoreUnavailable
 from bordermon.stores.memory import MemoryStore
 
 # Transit only: this tests the worker's write order, which the other engineer is reworking for
@@ -90,8 +92,10 @@ class Dead(NamedTuple):
 TOPICS = StageTopics(source="crossings", flags="flags", dead_letter="dlq", forward="links")
 
 
-def processor_for(store: MemoryStore, sinks: Sinks, **options: Any) -> BatchProcessor[Any, Any]:
-    return BatchProcessor(ConsignmentStage(CONFIG), store, sinks, TOPICS, **options)
+def processor_for(
+    store: MemoryStore, sinks: Sinks, config: DetectionConfig = CONFIG, **options: Any
+) -> BatchProcessor[Any, Any]:
+    return BatchProcessor(ConsignmentStage(config), store, sinks, TOPICS, **options)
 
 
 def message(offset: int, key: str | None = "A", **fields: object) -> Message:
@@ -383,3 +387,98 @@ def test_two_workers_writing_one_consignment_lose_nothing() -> None:
     assert [f["consignment_id"] for f in sinks_a.flags + sinks_b.flags] == ["A"]
     stored = asyncio.run(store.load(["A"]))["A"]
     assert stored.accepted == 2 and "transit-to-ru" in stored.flagged
+
+
+# --- the two stages of relabel-to-ru, through the processor ---------------------------------
+
+
+ALL_RULES = DetectionConfig(watchlist=CHPL, rules=RULE_NAMES)
+
+
+def relabel_scenario() -> list[Message]:
+    """Consignment A enters with container MSCU 123456-5; weeks later B leaves for Russia in
+    the same container (spelled differently) with goods of the same HS-6."""
+    entry_a = message_for(
+        "A", 0, event_id="a-in", transport={"mode": "road", "container_id": "mscu 123456-5"}
+    )
+    exit_b = message_for(
+        "B",
+        1,
+        event_id="b-out",
+        from_country="KZ",
+        to_country="RU",
+        observed_at="2024-04-10T00:00:00Z",
+        permit_id="KZ-EL-1",
+        transport={"mode": "road", "container_id": "MSCU1234565"},
+    )
+    return [entry_a, exit_b]
+
+
+def as_link_messages(records: Sequence[Record]) -> list[Message]:
+    return [
+        Message(r.value, r.key, True, position=n, partition=0, timestamp_ms=r.timestamp_ms)
+        for n, r in enumerate(records)
+        if r.topic == TOPICS.forward
+    ]
+
+
+def link_processor(store: MemoryStore[Any], sinks: Sinks) -> BatchProcessor[Any, Any]:
+    topics = StageTopics(source="links", flags=TOPICS.flags, dead_letter=TOPICS.dead_letter)
+    return BatchProcessor(LinkStage(ALL_RULES), store, sinks, topics, clock=lambda: 0)
+
+
+def test_sightings_are_handed_on_before_the_state_is_saved_and_the_link_stage_flags() -> None:
+    store = MemoryStore(3600)
+    links: MemoryStore[LinkState] = MemoryStore(3600, codec=LINKS)
+    sinks = Sinks(store)
+    asyncio.run(processor_for(store, sinks, ALL_RULES, clock=lambda: 0).process(relabel_scenario()))
+    forwarded = [r for r in sinks.records if r.topic == TOPICS.forward]
+    assert [r.key for r in forwarded] == [b"container:MSCU1234565"] * 2
+
+    link_sinks = Sinks(store)
+    asyncio.run(link_processor(links, link_sinks).process(as_link_messages(sinks.records)))
+    [flag] = link_sinks.flags
+    assert (flag["rule"], flag["consignment_id"], flag["linked_consignment_id"]) == (
+        "relabel-to-ru",
+        "B",
+        "A",
+    )
+    assert flag["link"] == "container:MSCU1234565"
+    stored = asyncio.run(links.load(["container:MSCU1234565"]))
+    assert stored["container:MSCU1234565"].pending == []
+
+
+def test_a_crash_between_the_stages_resends_identical_sightings_and_no_flag_is_doubled() -> None:
+    store = MemoryStore(3600)
+    links: MemoryStore[LinkState] = MemoryStore(3600, codec=LINKS)
+    sinks = Sinks(store)
+
+    class CrashOnSave(MemoryStore):
+        async def save(self, states: Any, **kwargs: Any) -> dict[str, int]:
+            raise Crash("killed after the hand-over, before the save")
+
+    with pytest.raises(Crash):
+        asyncio.run(processor_for(CrashOnSave(3600), sinks, ALL_RULES).process(relabel_scenario()))
+    first = list(sinks.records)
+    # Restarted: offsets were not committed, the batch is read again and saved this time.
+    asyncio.run(processor_for(store, sinks, ALL_RULES).process(relabel_scenario()))
+    again = sinks.records[len(first) :]
+    assert [r.value for r in again] == [r.value for r in first]  # the very same bytes
+
+    link_sinks = Sinks(store)
+    asyncio.run(link_processor(links, link_sinks).process(as_link_messages(sinks.records)))
+    assert len(link_sinks.flags) == 1
+
+
+def test_an_unreadable_link_record_is_dead_lettered_and_the_rest_applied() -> None:
+    store = MemoryStore(3600)
+    links: MemoryStore[LinkState] = MemoryStore(3600, codec=LINKS)
+    sinks = Sinks(store)
+    asyncio.run(processor_for(store, sinks, ALL_RULES).process(relabel_scenario()))
+    good = as_link_messages(sinks.records)
+    bad = Message(b"[1, 2", b"container:X", True, position=7, partition=0)
+    link_sinks = Sinks(store)
+    asyncio.run(link_processor(links, link_sinks).process([bad, *good]))
+    assert [(d.position, d.reason) for d in link_sinks.dead] == [(7, "internal_error")]
+    assert link_sinks.dead[0].headers["source_topic"] == b"links"
+    assert len(link_sinks.flags) == 1

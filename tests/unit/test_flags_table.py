@@ -8,6 +8,8 @@ consignments and the link; JSONL passes every flag through as published.
 from __future__ import annotations
 
 import io
+import json
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -197,3 +199,13 @@ def test_the_table_writes_every_rule_and_both_versions() -> None:
         "transit-to-ru",
     ]
     assert "KZ-ALM-0042 <- TR-IST-7781" in lines[1] and "KZ->RU" in lines[2]
+
+
+def test_the_readme_shows_the_table_of_the_flag_v2_examples() -> None:
+    """README "The three rules": its table is what `bordermon flags` prints for its flags."""
+    repo = Path(__file__).resolve().parents[2]
+    readme = (repo / "README.md").read_text("utf-8")
+    section = readme.split("## The three rules", 1)[1].split("\n## ", 1)[0]
+    shown = section.split("```\n")[-2].splitlines()
+    schema = json.loads((repo / "topics/schemas/flag-v2.schema.json").read_text("utf-8"))
+    assert shown == [table_header(), *(table_row(flag) for flag in schema["examples"])]

@@ -233,6 +233,13 @@ def test_flag_v2_examples_show_every_rule_and_keep_the_guarantees() -> None:
     assert transit_v2["flag_id"] == transit_v1["flag_id"], "SPEC §5: flag/1 ids are kept"
 
 
+def test_the_readme_shows_the_flag_v2_examples() -> None:
+    readme = (REPO / "README.md").read_text("utf-8")
+    section = readme.split("## The three rules", 1)[1].split("\n## ", 1)[0]
+    shown = [json.loads(block) for block in re.findall(r"```json\n(.*?)```", section, re.DOTALL)]
+    assert shown == FLAG_SCHEMA["examples"]
+
+
 def test_the_crossing_examples_are_accepted_by_the_core() -> None:
     raws = [orjson.dumps(doc) for doc in CROSSING_SCHEMA["examples"]]
     assert [core_reason(raw) for raw in raws] == [None] * len(raws)

@@ -41,16 +41,17 @@ RULES = ("transit-to-ru", "relabel-to-ru", "export-without-permit")
 RULES_WITH_ENTRY = ("transit-to-ru", "relabel-to-ru")
 """The rules whose flags report an entry, hence an origin and a dwell time."""
 SEVERITIES = ("high", "medium", "low")
-FIXED_REASONS = (
+VALIDATION_REASONS = (
     "invalid_json",
     "not_an_object",
     "too_large",
     "not_a_crossing",
     "key_mismatch",
-    "internal_error",
 )
-"""SPEC §3's reasons that name no field (`missing_field:<name>` and `invalid_field:<name>`
-series appear with their first occurrence)."""
+"""SPEC §3's validation reasons that name no field (`missing_field:<name>` and
+`invalid_field:<name>` series appear with their first occurrence)."""
+DEAD_LETTER_REASONS = (*VALIDATION_REASONS, "internal_error")
+"""Dead letters also hold events whose processing failed (SPEC §6)."""
 STORE_ERROR_KINDS = ("unavailable",)
 REDIS_OPERATIONS = ("load", "save")
 
@@ -178,8 +179,9 @@ def _precreate() -> None:
     for checkpoint in sorted(KNOWN_CHECKPOINTS | {"other"}):
         for direction in Direction:
             EVENTS_CONSUMED.labels(checkpoint, direction.value)
-    for reason in FIXED_REASONS:
+    for reason in VALIDATION_REASONS:
         EVENTS_REJECTED.labels(reason)
+    for reason in DEAD_LETTER_REASONS:
         DEAD_LETTERS.labels(reason)
     for rule in RULES:
         SCAN_TO_FLAG.labels(rule)

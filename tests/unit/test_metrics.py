@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any, cast
 
 from builders import CHPL, entry, exit_
@@ -26,63 +28,34 @@ class WireFlag:
         return self.wire
 
 
-WITHOUT_PERMIT: dict[str, Any] = {
-    "schema": "flag/2",
-    "flag_id": "0" * 32,
-    "rule": "export-without-permit",
-    "consignment_id": "KZ-ALM-5521",
-    "severity": "high",
-    "reasons": ["export-control:2:852691"],
-    "entry": None,
-    "exit": {
-        "event_id": "x1",
-        "consignment_id": "KZ-ALM-5521",
-        "checkpoint": "KZ-TASKALA",
-        "from_country": "KZ",
-        "to_country": "RU",
-        "observed_at": "2024-03-09T06:42:10Z",
-    },
-    "link": None,
-    "linked_consignment_id": None,
-    "dwell_seconds": None,
-    "window_seconds": None,
-    "hs_codes": ["852691"],
-    "detected_at": "2024-03-09T06:42:10.5Z",
-}
+SCHEMA = Path(__file__).resolve().parents[2] / "topics" / "schemas" / "flag-v2.schema.json"
+_, RELABEL, WITHOUT_PERMIT = json.loads(SCHEMA.read_text("utf-8"))["examples"]
 
 
 def test_a_flag_without_entry_counts_by_rule_severity_and_chapter_only() -> None:
     rule = "export-without-permit"
     flags = value("bordermon_flags_total", rule=rule, severity="high")
-    chapter = value("bordermon_flags_by_hs_chapter_total", chapter="85")
-    origins = sum(value("bordermon_flags_by_origin_total", origin=c) for c in ("KZ", "RU"))
+    chapters = {c: value("bordermon_flags_by_hs_chapter_total", chapter=c) for c in ("84", "85")}
+    origins = sum(value("bordermon_flags_by_origin_total", origin=c) for c in ("CN", "KZ", "RU"))
     latency = value("bordermon_scan_to_flag_seconds_count", rule=rule)
     metrics.record_flag(cast(Flag, WireFlag(WITHOUT_PERMIT)), 0.2)
     assert value("bordermon_flags_total", rule=rule, severity="high") == flags + 1
-    assert value("bordermon_flags_by_hs_chapter_total", chapter="85") == chapter + 1
-    assert sum(value("bordermon_flags_by_origin_total", origin=c) for c in ("KZ", "RU")) == origins
+    for chapter, before in chapters.items():  # hs_codes 847150 and 854231
+        assert value("bordermon_flags_by_hs_chapter_total", chapter=chapter) == before + 1
+    assert sum(value("bordermon_flags_by_origin_total", origin=c) for c in ("CN", "KZ", "RU")) == (
+        origins
+    )
     assert value("bordermon_flag_dwell_seconds_count", rule=rule) == 0.0
     assert value("bordermon_scan_to_flag_seconds_count", rule=rule) == latency + 1
 
 
 def test_a_relabel_flag_counts_its_origin_and_dwell_under_its_rule() -> None:
-    wire = {
-        **WITHOUT_PERMIT,
-        "rule": "relabel-to-ru",
-        "severity": "medium",
-        "entry": {**WITHOUT_PERMIT["exit"], "from_country": "TR", "to_country": "KZ"},
-        "link": "container:MSCU1234567",
-        "linked_consignment_id": "TR-IST-1",
-        "dwell_seconds": 45 * 86_400,
-        "window_seconds": 90 * 86_400,
-        "hs_codes": ["847150"],
-    }
-    before = value("bordermon_flag_dwell_seconds_bucket", rule="relabel-to-ru", le="5.184e+06")
-    origin = value("bordermon_flags_by_origin_total", origin="TR")
-    metrics.record_flag(cast(Flag, WireFlag(wire)))
-    assert value("bordermon_flags_by_origin_total", origin="TR") == origin + 1
-    bucket = value("bordermon_flag_dwell_seconds_bucket", rule="relabel-to-ru", le="5.184e+06")
-    assert bucket == before + 1  # 45 days: in the 60-day bucket
+    before = value("bordermon_flag_dwell_seconds_bucket", rule="relabel-to-ru", le="3.888e+06")
+    origin = value("bordermon_flags_by_origin_total", origin="CN")
+    metrics.record_flag(cast(Flag, WireFlag(RELABEL)))
+    assert value("bordermon_flags_by_origin_total", origin="CN") == origin + 1
+    bucket = value("bordermon_flag_dwell_seconds_bucket", rule="relabel-to-ru", le="3.888e+06")
+    assert bucket == before + 1  # 41.8 days: in the 45-day bucket
 
 
 def test_a_core_transit_flag_is_counted() -> None:

@@ -157,7 +157,9 @@ def test_metrics_file_has_the_workers_counters(tmp_path: Path) -> None:
     assert (
         'bordermon_events_consumed_total{checkpoint="KZ-NUR-ZHOLY",direction="entry"} 3.0' in text
     )
-    assert "bordermon_dead_letters_total{" not in text  # replay dead-letters nothing
+    dead_letters = [line for line in text.splitlines() if line.startswith("bordermon_dead_l")]
+    assert dead_letters and all(line.endswith(" 0.0") for line in dead_letters)  # none: replay
+    assert "_created" not in text
     assert 'bordermon_flags_by_hs_chapter_total{chapter="85"} 1.0' in text
 
 

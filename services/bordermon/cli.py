@@ -7,17 +7,23 @@ as one line on stderr and a non-zero exit code, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import io
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
 from bordermon import __version__
+from bordermon.jsonl import InputError
 from bordermon.progress import Progress
 from bordermon.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
 
 PROG = "bordermon"
 
@@ -90,13 +96,56 @@ def open_input(path: str) -> IO[bytes]:
         raise CommandError(f"cannot read {path}: {error.strerror}") from None
 
 
+class _ReportingSink(io.RawIOBase):
+    """Writes through to `target` at once; a write error (a full disk, a quota) becomes one
+    `CommandError` naming the output, and whatever is written after it is dropped, so that
+    closing or flushing at exit does not report it a second time."""
+
+    def __init__(self, target: IO[bytes], name: str, *, owned: bool) -> None:
+        super().__init__()
+        self._target = target
+        self._name = name
+        self._owned = owned
+        self._failed = False
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Buffer) -> int:
+        view = memoryview(data).cast("B")
+        size = view.nbytes
+        if not self._failed:
+            try:
+                while view:
+                    view = view[self._target.write(view) or 0 :]
+                self._target.flush()
+            except BrokenPipeError:
+                raise  # `| head`: main() treats the reader leaving as normal
+            except OSError as error:
+                self._failed = True
+                raise CommandError(f"cannot write {self._name}: {error.strerror}") from None
+        return size
+
+    def close(self) -> None:
+        if not self.closed and self._owned:
+            with contextlib.suppress(OSError):
+                self._target.close()
+        super().close()
+
+
 def open_output(path: str) -> IO[bytes]:
+    """A buffered output (`-`: stdout) whose write errors end the command as one line."""
     if path == "-":
-        return sys.stdout.buffer
-    try:
-        return Path(path).open("wb")
-    except OSError as error:
-        raise CommandError(f"cannot write {path}: {error.strerror}") from None
+        sys.stdout.flush()
+        buffer = sys.stdout.buffer
+        sink = _ReportingSink(getattr(buffer, "raw", buffer), "to stdout", owned=False)
+    else:
+        try:
+            target = Path(path).open("wb", buffering=0)  # noqa: SIM115 - the sink closes it
+        except OSError as error:
+            raise CommandError(f"cannot write {path}: {error.strerror}") from None
+        sink = _ReportingSink(target, f"to {path}", owned=True)
+    return io.BufferedWriter(sink, buffer_size=1 << 16)
 
 
 # --- replay -----------------------------------------------------------------------------------
@@ -168,10 +217,11 @@ def _run_replay(args: argparse.Namespace) -> int:
             for flag in flags:
                 metrics.record_flag(flag)
 
+    flags_out = open_output("-")
     try:
         result = replay(
             source,
-            sys.stdout.buffer,
+            flags_out,
             config,
             on_reject=on_reject,
             on_batch=on_batch,
@@ -181,7 +231,7 @@ def _run_replay(args: argparse.Namespace) -> int:
         progress.done()
         if rejects_file is not None:
             rejects_file.close()
-    sys.stdout.buffer.flush()
+    flags_out.flush()
     if args.metrics:
         metrics.record_rejects(result.tally.rejected.elements(), dead_lettered=False)
         metrics.EVENTS_DUPLICATE.inc(result.tally.duplicates)
@@ -222,7 +272,7 @@ Handler = Callable[[argparse.Namespace], int]
 # name -> (module, help). Modules expose configure_parser(parser) and run(args) -> int; they
 # are imported when the parser is built, so each keeps heavy imports inside `run`.
 _MODULE_COMMANDS: dict[str, tuple[str, str]] = {
-    "simulate": ("bordermon.scanner.simulator", "write realistic synthetic crossing events"),
+    "simulate": ("bordermon.simulate", "write realistic synthetic crossing events"),
     "publish": (
         "bordermon.scanner.publisher",
         "publish JSONL crossing events to Kafka, validated, as a scanner does",
@@ -282,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code: int = args.handler(args)
-    except (SettingsError, CommandError) as error:
+    except (SettingsError, CommandError, InputError) as error:
         print(f"{PROG}: {error}", file=sys.stderr)
         return getattr(error, "exit_code", 2)
     except KeyboardInterrupt:

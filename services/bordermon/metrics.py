@@ -146,10 +146,11 @@ def record_rejects(reasons: Iterable[str], *, dead_lettered: bool) -> None:
 
 def record_flag(flag: Flag, scan_to_flag_s: float | None = None) -> None:
     FLAGS.labels(flag.rule, flag.severity).inc()
-    FLAGS_BY_ORIGIN.labels(flag.entry.from_country).inc()
     for chapter in sorted({hs_chapter(code) for code in flag.hs_codes}):
         FLAGS_BY_HS_CHAPTER.labels(chapter).inc()
-    FLAG_DWELL.observe((flag.exit.instant_ns - flag.entry.instant_ns) / NANOS_PER_SECOND)
+    if flag.entry is not None:  # export-without-permit flags have no entry
+        FLAGS_BY_ORIGIN.labels(flag.entry.from_country).inc()
+        FLAG_DWELL.observe((flag.exit.instant_ns - flag.entry.instant_ns) / NANOS_PER_SECOND)
     if scan_to_flag_s is not None:
         SCAN_TO_FLAG.observe(max(scan_to_flag_s, 0.0))
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit
 
 from bordermon.core.config import DAY_NS, DetectionConfig
 from bordermon.core.countries import normalize_country
@@ -62,6 +62,29 @@ def parse_duration_ns(text: str) -> int:
     return (int(whole) * scale + int(frac or 0)) * _UNIT_NS[unit] // scale
 
 
+_DISPLAY_UNITS = (
+    ("d", DAY_NS),
+    ("h", _UNIT_NS["h"]),
+    ("m", _UNIT_NS["m"]),
+    ("s", NANOS_PER_SECOND),
+)
+
+
+def format_duration(ns: int) -> str:
+    """A duration as people write it, in the largest unit that is exact: `30d`, `12h`, `90s`,
+    `250ms`; the inverse of `parse_duration_ns` (`format_duration(parse_duration_ns(t))` parses
+    back to the same value)."""
+    if ns == 0:
+        return "0s"
+    for unit, size in _DISPLAY_UNITS:
+        if ns % size == 0:
+            return f"{ns // size}{unit}"
+    if ns % _UNIT_NS["ms"] == 0:
+        return f"{ns // _UNIT_NS['ms']}ms"
+    whole, rest = divmod(ns, NANOS_PER_SECOND)
+    return f"{whole}.{rest:09d}".rstrip("0") + "s"
+
+
 def _duration(value: object) -> int:
     if isinstance(value, bool):
         raise ValueError("a duration, not a boolean")
@@ -93,6 +116,54 @@ def _country(value: object) -> str:
 def _string_list(value: object) -> tuple[str, ...]:
     items = value if isinstance(value, list) else str(value).split(",")
     return tuple(str(item).strip() for item in items if str(item).strip())
+
+
+def _watchlists(value: object) -> tuple[str, ...]:
+    sources = _string_list(value)
+    if not sources:
+        # No list would make every flag `low`: never what a person means by an empty value.
+        raise ValueError(
+            f"no watchlist given; name at least one: {BUILTIN_CHPL} and/or CSV files"
+            " (hs6,tier,description), comma-separated"
+        )
+    return sources
+
+
+REDIS_URL_FORMS = (
+    "redis://[[user]:password@]host[:port][/db], rediss://... (TLS)"
+    " or unix://[[user]:password@]/path/to/socket[?db=N]"
+)
+
+
+def _redis_url(value: object) -> str:
+    """Checked here, as redis-py would read it, so that every command fails the same way and
+    before connecting: redis-py raises a traceback-worthy ValueError for a bad scheme or port,
+    and silently uses DB 0 for `redis://host:6379/abc`."""
+    url = _text(value)
+
+    def bad(why: str) -> ValueError:
+        return ValueError(f"{mask_url(url)!r} {why}; expected {REDIS_URL_FORMS}")
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix") or not url.startswith(f"{parts.scheme}://"):
+        raise bad("is not a Redis URL")
+    try:
+        port_ok = parts.port != 0  # urllib checks the digits and the range when it is read
+    except ValueError:
+        port_ok = False
+    if not port_ok:
+        port = parts.netloc.rpartition("@")[2].rpartition(":")[2]
+        raise bad(f"has port {port!r}, not a number from 1 to 65535")
+    databases = parse_qs(parts.query).get("db", [])
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise bad("names no socket path")
+    elif parts.path.strip("/"):
+        databases.append(parts.path.strip("/"))
+    for text in databases:
+        if not (text.isascii() and text.isdigit()):
+            raise bad(f"has database {text!r}, not a number")
+    return url
 
 
 def _rule_list(value: object) -> frozenset[str]:
@@ -127,7 +198,7 @@ _SENTINEL_TTL = -1
 # name -> parser. The order is the order of `describe()`.
 _PARSERS: dict[str, Callable[[Any], Any]] = {
     "kafka_bootstrap": _text,
-    "redis_url": _text,
+    "redis_url": _redis_url,
     "crossings_topic": _text,
     "flags_topic": _text,
     "dead_letter_topic": _text,
@@ -136,7 +207,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "window": _duration,
     "monitored_country": _country,
     "destinations_of_concern": _country_list,
-    "watchlists": _string_list,
+    "watchlists": _watchlists,
     "state_ttl": _duration,
     "rules": _rule_list,
     "relabel_window": _duration,
@@ -147,6 +218,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "batch_max_wait": _duration,
     "metrics_port": _port,
 }
+_EMPTY_ENV_REFUSED = frozenset({"watchlists"})
 _FIELD_ALIASES = {
     "window": "window_ns",
     "state_ttl": "state_ttl_ns",
@@ -222,7 +294,11 @@ class Settings:
                 raw[name] = (value, f"{name} in {path}")
         for name in _PARSERS:
             env_name = ENV_PREFIX + name.upper()
-            if environ.get(env_name, "") != "":
+            # An empty variable counts as unset (`${VAR:-}` in scripts), except where the
+            # default would silently replace what the person set: an empty list of watchlists.
+            if environ.get(env_name, "") != "" or (
+                name in _EMPTY_ENV_REFUSED and env_name in environ
+            ):
                 raw[name] = (environ[env_name], env_name)
         for name, value in (overrides or {}).items():
             if value is not None:
@@ -269,7 +345,7 @@ class Settings:
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name.endswith("_ns"):
-                text = f"{value / NANOS_PER_SECOND:g}s"
+                text = format_duration(value)
             elif isinstance(value, frozenset | tuple):
                 text = ",".join(sorted(value) if isinstance(value, frozenset) else value)
             else:
@@ -281,14 +357,20 @@ class Settings:
 
 
 def mask_url(url: str) -> str:
-    """`redis://:secret@host:6379/0` -> `redis://:***@host:6379/0`."""
-    parts = urlsplit(url)
-    if parts.password is None:
+    """`redis://:secret@host:6379/0` -> `redis://:***@host:6379/0`.
+
+    Works on text, not on a parsed URL, so that a malformed URL (a bad port, no scheme) is
+    masked too before it is shown in an error message.
+    """
+    start = url.find("://")
+    start = 0 if start < 0 else start + 3
+    at = url.rfind("@", start)
+    if at < 0:
         return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    user, colon, _ = url[start:at].partition(":")
+    if not colon:
+        return url
+    return f"{url[:start]}{user}:***{url[at:]}"
 
 
 def _read_config_file(path: Path) -> dict[str, object]:

@@ -92,7 +92,8 @@ def test_keys_are_the_prefix_and_the_utf8_id_with_the_encoded_state_and_ttl(
             await store.save([state])
             assert redis_harness.raw is not None
             key = (redis_harness.prefix + cid).encode("utf-8")
-            assert await redis_harness.raw.get(key) == encode_state(state)
+            # The revision header, then the codec's bytes: `redis-cli GET` still reads it.
+            assert await redis_harness.raw.get(key) == b"R1\n" + encode_state(state)
             assert 0 < await redis_harness.raw.ttl(key) <= TTL
             assert await redis_harness.raw.keys(redis_harness.namespace + "*") == [key]
 
@@ -135,7 +136,7 @@ def test_two_event_consignment_is_at_most_400_bytes(
                 key = (redis_harness.prefix + cid).encode()
                 strlen = await redis_harness.raw.strlen(key)  # type: ignore[no-untyped-call,unused-ignore]
                 memory = await redis_harness.raw.memory_usage(key, samples=0)
-                assert strlen == len(encode_state(state))
+                assert strlen == len(b"R1\n" + encode_state(state))  # with the revision header
                 sizes[kind] = (strlen, memory)
         return sizes
 

@@ -18,6 +18,7 @@ from store_helpers import (
     Harness,
     crossing,
     entry_only,
+    exit_only,
     flagged_acknowledged,
     flagged_pending,
     run,
@@ -27,6 +28,7 @@ from store_helpers import (
 
 from bordermon.core import ConsignmentState, InvalidCrossing, encode_state
 from bordermon.core.state import StateDecodeError
+from bordermon.stores.base import Fenced, SaveConflict
 
 TTL = 600
 
@@ -309,5 +311,82 @@ def test_states_from_an_encoder_of_this_version_decode(harness: Harness) -> None
             loaded = await store.load(["CONS-9"])
             assert loaded == {"CONS-9": state}
             assert isinstance(loaded["CONS-9"], ConsignmentState)
+
+    run(scenario())
+
+
+# --- single writer: revisions and owner tokens (SPEC §6) ------------------------------------
+
+
+def test_revisions_count_saves_and_absent_keys_are_revision_0(harness: Harness) -> None:
+    async def scenario() -> None:
+        async with harness.session(TTL) as store:
+            assert (await store.snapshot(["A"])).revisions == {"A": 0}
+            assert await store.save([entry_only("A")], expected={"A": 0}) == {"A": 1}
+            assert await store.save([two_entries("A")], expected={"A": 1}) == {"A": 2}
+            snapshot = await store.snapshot(["A", "B"])
+            assert snapshot.revisions == {"A": 2, "B": 0}
+            assert snapshot.states == {"A": two_entries("A")}
+
+    run(scenario())
+
+
+def test_a_save_overtaken_by_another_writer_writes_nothing(harness: Harness) -> None:
+    async def scenario() -> None:
+        async with harness.session(TTL) as store:
+            await store.save([entry_only("A")])
+            seen = (await store.snapshot(["A", "B"])).revisions
+            await store.save([exit_only("A")], expected=seen)  # the other writer
+            with pytest.raises(SaveConflict) as raised:
+                await store.save([two_entries("A"), entry_only("B")], expected=seen)
+            assert raised.value.keys == {"A"}
+            # All or nothing: B was not written either, and A keeps the other writer's state.
+            assert await store.load(["A", "B"]) == {"A": exit_only("A")}
+
+    run(scenario())
+
+
+def test_a_key_saved_without_expectation_is_written_whatever_its_revision(
+    harness: Harness,
+) -> None:
+    async def scenario() -> None:
+        async with harness.session(TTL) as store:
+            await store.save([entry_only("A")])
+            assert await store.save([exit_only("A")], expected={}) == {"A": 2}
+            assert await store.load(["A"]) == {"A": exit_only("A")}
+
+    run(scenario())
+
+
+def test_claims_fence_off_earlier_owners(harness: Harness) -> None:
+    async def scenario() -> None:
+        async with harness.session(TTL) as store:
+            first = await store.claim(["crossings:0", "crossings:1"])
+            assert await store.save([entry_only("A")], fence=first) == {"A": 1}
+            second = await store.claim(["crossings:1"])
+            assert second["crossings:1"] > first["crossings:1"]
+            # The earlier owner of partition 1 is refused, and writes nothing at all.
+            with pytest.raises(Fenced) as raised:
+                await store.save([exit_only("A"), entry_only("B")], fence=first)
+            assert raised.value.owners == {"crossings:1"}
+            assert await store.load(["A", "B"]) == {"A": entry_only("A")}
+            # The new owner writes; an owner nobody claimed is never current.
+            fence = {"crossings:0": first["crossings:0"], **second}
+            assert await store.save([exit_only("A")], fence=fence) == {"A": 2}
+            with pytest.raises(Fenced):
+                await store.save([exit_only("A")], fence={"crossings:9": 1})
+
+    run(scenario())
+
+
+def test_a_state_stored_before_revisions_existed_reads_as_revision_1(harness: Harness) -> None:
+    async def scenario() -> None:
+        async with harness.session(TTL) as store:
+            await harness.put_raw("OLD", encode_state(entry_only("OLD")))
+            snapshot = await store.snapshot(["OLD"])
+            assert snapshot.states == {"OLD": entry_only("OLD")}
+            assert snapshot.revisions == {"OLD": 1}
+            await store.save([exit_only("OLD")], expected=snapshot.revisions)
+            assert await store.load(["OLD"]) == {"OLD": exit_only("OLD")}
 
     run(scenario())

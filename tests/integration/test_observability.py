@@ -39,7 +39,7 @@ from bordermon import stack
 from bordermon.core import DetectionConfig, load_watchlist
 from bordermon.core.pipeline import Reject
 from bordermon.replay import replay
-from bordermon.scanner.simulator import SimulationSpec, generate
+from bordermon.simulate import SimulationSpec, generate
 from bordermon.topics import admin_client, apply_topics, load_declarations
 
 pytestmark = pytest.mark.integration

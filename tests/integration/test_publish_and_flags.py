@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
 import bordermon.alerts.subscriber as flags_command
@@ -185,6 +186,25 @@ def test_published_events_land_keyed_by_consignment_with_the_original_bytes(
     assert keyed_values(messages) == sorted(
         [("CONS-\u00e9".encode(), raw), (b"CONS-2", orjson.dumps(doc))], key=repr
     )
+
+
+def test_each_consignment_lands_in_the_partition_the_java_client_gives_it(
+    kafka_bootstrap: str, topics: dict[str, str]
+) -> None:
+    """SPEC §2: partitioned by murmur2 of the key whatever the client; aiokafka's
+    DefaultPartitioner is the Java client's hash."""
+    ids = [f"CONS-{n}" for n in range(150)] + [f"ТОО «Өскемен» 中国 📦 {n}" for n in range(60)]
+    with ScannerPublisher(kafka_bootstrap, topics["crossings"]) as publisher:
+        partitions = list(range(publisher.check_connection()))
+        for consignment_id in ids:
+            publisher.publish(event(consignment_id=consignment_id))
+        assert publisher.flush(30).ok
+    landed = {
+        (m.key() or b"").decode(): m.partition()
+        for m in read_all(kafka_bootstrap, topics["crossings"])
+    }
+    java = DefaultPartitioner()
+    assert landed == {cid: java(cid.encode(), partitions, partitions) for cid in ids}
 
 
 def test_an_invalid_event_raises_at_once_and_nothing_is_sent(

@@ -40,7 +40,7 @@ from bordermon.core.crossing import MAX_EVENT_BYTES, InvalidCrossing, validate_d
 from bordermon.core.pipeline import Accepted, Message, Reject, validate
 from bordermon.core.timestamps import NANOS_PER_SECOND, parse_instant
 from bordermon.replay import replay
-from bordermon.scanner.simulator import SimulationSpec, simulate
+from bordermon.simulate import SimulationSpec, simulate
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMAS = REPO / "topics" / "schemas"

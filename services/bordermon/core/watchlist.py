@@ -106,8 +106,29 @@ class Watchlist:
         return severity, [entry.reason for entry in ordered]
 
 
-def parse_watchlist(text: str, list_name: str, source: str = "<text>") -> list[WatchlistEntry]:
-    reader = csv.DictReader(io.StringIO(text))
+_BOM = "\ufeff"
+
+
+def decode_list_text(data: bytes | str, source: str) -> str:
+    """The text of a CSV list file: UTF-8, with or without a byte-order mark (spreadsheets
+    write one). Anything else is a `WatchlistError` naming the file and the line."""
+    if isinstance(data, str):
+        return data.removeprefix(_BOM)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise WatchlistError(
+            f"{source}:{line}: not UTF-8 (byte 0x{data[error.start]:02x}); save the list as"
+            " UTF-8 CSV"
+        ) from None
+
+
+def parse_watchlist(
+    data: bytes | str, list_name: str, source: str = "<text>"
+) -> list[WatchlistEntry]:
+    """Entries of one CSV list, given as the file's bytes or its text."""
+    reader = csv.DictReader(io.StringIO(decode_list_text(data, source)))
     missing = {"hs6", "tier"} - set(reader.fieldnames or ())
     if missing:
         raise WatchlistError(f"{source}: missing column(s) {', '.join(sorted(missing))}")
@@ -138,20 +159,20 @@ def load_watchlist(sources: Iterable[str], *, list_name: str | None = None) -> W
     entries: list[WatchlistEntry] = []
     for source in sources:
         if source in _BUILTINS:
-            text = (resources.files(__package__) / "data" / "chpl.csv").read_text("utf-8")
+            data = (resources.files(__package__) / "data" / "chpl.csv").read_bytes()
             tiers = _BUILTINS[source]
             entries += [
                 entry
-                for entry in parse_watchlist(text, list_name or "chpl", source)
+                for entry in parse_watchlist(data, list_name or "chpl", source)
                 if tiers is None or entry.tier in tiers
             ]
             continue
         path = Path(source)
         try:
-            text = path.read_text("utf-8")
+            data = path.read_bytes()
         except OSError as error:
             raise WatchlistError(f"cannot read watchlist {source}: {error.strerror}") from None
-        entries += parse_watchlist(text, list_name or path.stem, source)
+        entries += parse_watchlist(data, list_name or path.stem, source)
     return Watchlist(entries)
 
 

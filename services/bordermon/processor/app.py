@@ -1,4 +1,9 @@
-"""The faust app: crossings in, batches through `BatchProcessor`, flags and dead letters out.
+"""The faust app: two agents, each driving one stage's `BatchProcessor` over its topic.
+
+- `crossings` (keyed by consignment id) -> the consignment stage: dead letters, flags of
+  `transit-to-ru` and `export-without-permit`, and link sightings to the links topic;
+- `links` (keyed by container / seal / goods batch) -> the link stage: flags of
+  `relabel-to-ru`. Only subscribed when that rule is on.
 
 Faust owns consumption, partition assignment and offset commits; this module is the thin
 adapter. `Stream.take_events` acknowledges a batch's events only after our loop body returns,
@@ -6,9 +11,15 @@ and faust commits acknowledged offsets, so an offset is committed only after the
 letters, flags and states are all durable.
 
 One failure mode needs care: if the loop body raised, faust would still acknowledge the batch
-(in the generator's `finally`). So the body never raises: transient failures (Redis or Kafka
-unavailable) are retried with backoff, and anything unexpected stops the process at once,
-before a commit, so the batch is read again after a restart (crash-only design).
+(in the generator's `finally`). So the body never raises: `BatchProcessor` retries outages
+(Redis or Kafka unavailable) with backoff and isolates poison messages itself; anything that
+still escapes (the poison limit, a dead-letter topic that refuses writes) stops the process at
+once, before a commit, so the batch is read again after a restart.
+
+Rebalances: the Kafka group protocol decides who owns a partition; the state store enforces it
+(SPEC §6 single writer). After every assignment the processor forgets its owner tokens and
+claims new ones before its next load, so a worker that lost a partition while paused is refused
+at its next save. The timeouts below bound how long a dead or paused worker holds partitions.
 """
 
 from __future__ import annotations
@@ -21,12 +32,14 @@ from typing import Any
 
 import faust
 
-from bordermon.core.flag import Flag
-from bordermon.core.pipeline import Message, Reject
-from bordermon.core.rule import DetectionConfig
-from bordermon.metrics import CONSIGNMENTS_IN_STATE, CONSUMER_LAG, STORE_ERRORS
-from bordermon.processor.batch import BatchProcessor
-from bordermon.processor.dead_letter import dead_letter_headers
+from bordermon.core.config import DetectionConfig
+from bordermon.core.link import LinkState
+from bordermon.core.pipeline import Message
+from bordermon.core.rules import RULE_RELABEL
+from bordermon.core.state import ConsignmentState
+from bordermon.metrics import CONSIGNMENTS_IN_STATE, CONSUMER_LAG
+from bordermon.processor.batch import BatchProcessor, PoisonLimitExceeded, Record, StageTopics
+from bordermon.processor.stages import ConsignmentStage, LinkStage
 from bordermon.settings import Settings
 from bordermon.stores.base import StateStore, StoreUnavailable
 
@@ -34,52 +47,57 @@ log = logging.getLogger("bordermon.worker")
 
 EXIT_UNEXPECTED = 70  # EX_SOFTWARE
 LAG_INTERVAL_S = 5.0
+
+# Group membership timeouts, chosen on purpose (faust's defaults are 60 s each):
+# - a worker that stops heartbeating (killed, SIGSTOPped, cut off) loses its partitions after
+#   SESSION_TIMEOUT_S; shorter means faster failover but more spurious rebalances on GC pauses;
+# - HEARTBEAT_INTERVAL_S is a third of that, as Kafka advises;
+# - REBALANCE_TIMEOUT_S bounds how long the group waits for members to rejoin, which is also how
+#   long a worker may sit idle after a broker restart interrupted its join.
+SESSION_TIMEOUT_S = 10.0
+HEARTBEAT_INTERVAL_S = 3.0
+REBALANCE_TIMEOUT_S = 20.0
 STATE_COUNT_INTERVAL_S = 10.0
 
 
-class KafkaSinks:
-    """Flags and dead letters through faust's producer, waiting for the broker's acks."""
+class FaustProducer:
+    """Records through faust's producer, waiting for the broker's acknowledgements."""
 
-    def __init__(self, app: faust.App, settings: Settings) -> None:
+    def __init__(self, app: faust.App) -> None:
         self.app = app
-        self.flags_topic = settings.flags_topic
-        self.dead_letter_topic = settings.dead_letter_topic
-        self.crossings_topic = settings.crossings_topic
 
-    async def _send_all(self, records: Sequence[tuple[str, bytes | None, bytes, Any]]) -> None:
+    async def send_all(self, records: Sequence[Record]) -> None:
         producer = self.app.producer
         futures = [
-            await producer.send(topic, key, value, None, None, headers)
-            for topic, key, value, headers in records
+            await producer.send(
+                record.topic,
+                record.key,
+                record.value,
+                None,
+                None if record.timestamp_ms is None else record.timestamp_ms / 1000,
+                record.headers,
+            )
+            for record in records
         ]
         await asyncio.gather(*futures)
 
-    async def send_flags(self, flags: Sequence[Flag]) -> None:
-        await self._send_all(
-            [
-                (self.flags_topic, flag.consignment_id.encode(), flag.to_json(), None)
-                for flag in flags
-            ]
-        )
-
-    async def send_dead_letters(self, rejects: Sequence[Reject]) -> None:
-        await self._send_all(
-            [
-                (
-                    self.dead_letter_topic,
-                    reject.message.key,
-                    reject.message.value,
-                    dead_letter_headers(reject, self.crossings_topic),
-                )
-                for reject in rejects
-            ]
-        )
-
 
 def new_faust_app(app_id: str, kafka_bootstrap: str) -> faust.App:
-    """A faust app configured the way bordermon runs faust (the benchmarks reuse it)."""
+    """A faust app configured the way bordermon runs faust (the benchmarks reuse it).
+
+    faust creates its data directory (`<app id>-data/v1/tables`) when it starts, even with
+    the in-memory store that leaves it empty; it goes in a private temporary directory,
+    removed at exit, instead of the directory the worker was started from.
+    """
+    import atexit
+    import shutil
+    import tempfile
+
+    datadir = tempfile.mkdtemp(prefix="bordermon-faust-")
+    atexit.register(shutil.rmtree, datadir, ignore_errors=True)
     return faust.App(
         app_id,
+        datadir=datadir,
         broker=[f"kafka://{server.strip()}" for server in kafka_bootstrap.split(",")],
         value_serializer="raw",
         key_serializer="raw",
@@ -95,40 +113,79 @@ def new_faust_app(app_id: str, kafka_bootstrap: str) -> faust.App:
         producer_max_request_size=1_114_124,
         stream_wait_empty=True,
         logging_config=None,
+        broker_session_timeout=SESSION_TIMEOUT_S,
+        broker_heartbeat_interval=HEARTBEAT_INTERVAL_S,
+        broker_rebalance_timeout=REBALANCE_TIMEOUT_S,
     )
 
 
 def create_app(
     settings: Settings,
     config: DetectionConfig,
-    store: StateStore,
+    store: StateStore[ConsignmentState],
+    link_store: StateStore[LinkState] | None = None,
     *,
     retry_max_s: float = 5.0,
 ) -> faust.App:
-    """A faust app with one agent over the crossings topic, configured from `settings`."""
+    """A faust app with an agent per stage, configured from `settings`. The link stage runs
+    when `relabel-to-ru` is on (then `link_store` is required)."""
     app = new_faust_app(settings.consumer_group, settings.kafka_bootstrap)
-    crossings = app.topic(
-        settings.crossings_topic, key_type=bytes, value_type=bytes, value_serializer="raw"
+    producer = FaustProducer(app)
+    relabel = RULE_RELABEL in config.rules
+    consignments = BatchProcessor(
+        ConsignmentStage(config),
+        store,
+        producer,
+        StageTopics(
+            source=settings.crossings_topic,
+            flags=settings.flags_topic,
+            dead_letter=settings.dead_letter_topic,
+            forward=settings.links_topic if relabel else None,
+        ),
+        is_transient=is_transient_kafka_error,
+        retry_max_s=retry_max_s,
     )
-    sinks = KafkaSinks(app, settings)
-    processor = BatchProcessor(config, store, sinks, sinks)
-    max_events = settings.batch_max_events
-    within_s = settings.batch_max_wait_ns / 1e9
-
+    processors: list[BatchProcessor[Any, Any]] = [consignments]
     # Next offset to process, per partition: lag is measured against what was *processed*,
     # not merely fetched into faust's buffers.
     next_offsets: dict[int, int] = {}
+    _add_agent(
+        app,
+        "crossings",
+        settings.crossings_topic,
+        processor=consignments,
+        settings=settings,
+        next_offsets=next_offsets,
+    )
+    if relabel:
+        if link_store is None:
+            raise ValueError("relabel-to-ru is on: the link stage needs a link store")
+        links = BatchProcessor(
+            LinkStage(config),
+            link_store,
+            producer,
+            StageTopics(
+                source=settings.links_topic,
+                flags=settings.flags_topic,
+                dead_letter=settings.dead_letter_topic,
+            ),
+            is_transient=is_transient_kafka_error,
+            retry_max_s=retry_max_s,
+        )
+        processors.append(links)
+        _add_agent(
+            app,
+            "links",
+            settings.links_topic,
+            processor=links,
+            settings=settings,
+            next_offsets={},
+        )
 
-    @app.agent(crossings, name="crossings")
-    async def process_crossings(stream: faust.StreamT[bytes]) -> None:
-        # take_events is on the Stream class, not on faust's StreamT protocol.
-        batches = stream.take_events(max_events, within=within_s)  # type: ignore[attr-defined]
-        async for events in batches:
-            messages = [_to_message(event) for event in events]
-            await _process_until_done(processor, messages, retry_max_s)
-            for message in messages:
-                if message.position >= next_offsets.get(message.partition, 0):
-                    next_offsets[message.partition] = message.position + 1
+    @app.on_partitions_assigned.connect
+    async def forget_owner_tokens(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        for processor in processors:
+            processor.on_assignment_changed()
 
     @app.timer(interval=LAG_INTERVAL_S)  # type: ignore[untyped-decorator]
     async def report_lag() -> None:
@@ -140,8 +197,33 @@ def create_app(
         if count is not None:
             CONSIGNMENTS_IN_STATE.set(count)
 
-    app.bordermon_processor = processor  # type: ignore[attr-defined]
+    app.bordermon_processors = processors  # type: ignore[attr-defined]
     return app
+
+
+def _add_agent(
+    app: faust.App,
+    name: str,
+    topic_name: str,
+    *,
+    processor: BatchProcessor[Any, Any],
+    settings: Settings,
+    next_offsets: dict[int, int],
+) -> None:
+    topic = app.topic(topic_name, key_type=bytes, value_type=bytes, value_serializer="raw")
+    max_events = settings.batch_max_events
+    within_s = settings.batch_max_wait_ns / 1e9
+
+    @app.agent(topic, name=name)
+    async def process(stream: faust.StreamT[bytes]) -> None:
+        # take_events is on the Stream class, not on faust's StreamT protocol.
+        batches = stream.take_events(max_events, within=within_s)  # type: ignore[attr-defined]
+        async for events in batches:
+            messages = [_to_message(event) for event in events]
+            await _process_or_stop(processor, messages)
+            for message in messages:
+                if message.position >= next_offsets.get(message.partition, 0):
+                    next_offsets[message.partition] = message.position + 1
 
 
 async def _report_lag(app: faust.App, topic: str, next_offsets: dict[int, int]) -> None:
@@ -190,35 +272,31 @@ def _to_message(event: Any) -> Message:
     )
 
 
-async def _process_until_done(
-    processor: BatchProcessor, messages: list[Message], retry_max_s: float
-) -> None:
-    delay = 0.1
-    while True:
-        try:
-            await processor.process(messages)
-            return
-        except StoreUnavailable as error:
-            STORE_ERRORS.labels("unavailable").inc()
-            log.warning("state store unavailable, retrying in %.1fs: %s", delay, error)
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:
-            if _is_transient_kafka_error(error):
-                log.warning("Kafka produce failed, retrying in %.1fs: %r", delay, error)
-            else:
-                log.critical(
-                    "unexpected error while processing a batch; stopping before its offsets"
-                    " are committed so it is read again after a restart",
-                    exc_info=True,
-                )
-                logging.shutdown()
-                os._exit(EXIT_UNEXPECTED)
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, retry_max_s)
+async def _process_or_stop(processor: BatchProcessor[Any, Any], messages: list[Message]) -> None:
+    """Process a batch; on anything the processor could not handle, stop before the commit."""
+    try:
+        await processor.process(messages)
+    except asyncio.CancelledError:
+        raise
+    except PoisonLimitExceeded as error:
+        log.critical("%s", error)
+        _stop_now()
+    except Exception:
+        log.critical(
+            "unexpected error while processing a batch; stopping before its offsets are"
+            " committed so it is read again after a restart",
+            exc_info=True,
+        )
+        _stop_now()
 
 
-def _is_transient_kafka_error(error: Exception) -> bool:
+def _stop_now() -> None:
+    logging.shutdown()
+    os._exit(EXIT_UNEXPECTED)
+
+
+def is_transient_kafka_error(error: BaseException) -> bool:
+    """Kafka being unreachable (retry), as opposed to Kafka refusing this data (don't)."""
     from aiokafka.errors import KafkaError
 
     if isinstance(error, KafkaError):

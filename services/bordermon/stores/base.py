@@ -9,6 +9,19 @@ latency.
 Bounded state (SPEC §6): each `save` (re)sets the state's expiry, so a consignment disappears
 `ttl_seconds` after its last event, and memory stays proportional to consignments in flight.
 
+Single writer (SPEC §6). Two mechanisms, both checked atomically by the store inside `save`:
+
+- **revisions**: every stored state carries a revision number, bumped by each save. `snapshot`
+  returns the revisions it read, and `save(..., expected=snapshot.revisions)` writes only if no
+  one else wrote those keys in between; otherwise it writes nothing and raises `SaveConflict`,
+  and the worker reloads and re-applies (applying an event twice changes nothing). This makes
+  two writers of one consignment safe whatever the partitioning (e.g. a Java client and the SDK
+  hashing keys differently).
+- **owner tokens** (fencing): a worker that is assigned a partition `claim`s an owner token for
+  it (a counter bumped per claim) and passes its tokens to `save` as the `fence`. A worker that
+  lost the partition holds an older token, so its save is refused with `Fenced` before any write,
+  however long it was paused.
+
 Undecodable stored state (corrupt bytes, a state written by a newer bordermon, or a value whose
 consignment id is not the one it is stored under) is handled the same way by every store:
 
@@ -23,43 +36,139 @@ consignment id is not the one it is stored under) is handled the same way by eve
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Iterable
-from typing import Protocol
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Generic, Protocol
 
-from bordermon.core.state import ConsignmentState, StateDecodeError, decode_state
+from typing_extensions import TypeVar
+
+from bordermon.core.link import LinkState, decode_link_state, encode_link_state
+from bordermon.core.state import ConsignmentState, StateDecodeError, decode_state, encode_state
 
 CorruptStateHandler = Callable[[str, StateDecodeError], None]
-"""Called with the consignment id and the decoding error for each undecodable stored state."""
+"""Called with the key (consignment id) and the decoding error for each undecodable state."""
 
 log = logging.getLogger("bordermon.stores")
+
+# Stores hold consignment states unless told otherwise (the link stage holds link states).
+S = TypeVar("S", default=ConsignmentState)
 
 
 class StoreUnavailable(Exception):
     """The store cannot be reached or refused the operation; the batch was not loaded/saved.
 
-    The one exception the worker catches around `load`/`save`: it backs off and retries the
-    batch without committing its offsets. The message names the store (passwords masked).
+    The worker backs off and retries the batch without committing its offsets. The message
+    names the store (passwords masked).
     """
 
 
-class StateStore(Protocol):
-    """Per-consignment state, keyed by consignment id, expiring `ttl_seconds` after last save."""
+class SaveConflict(Exception):
+    """Another writer changed some of these states since they were read; nothing was written."""
 
-    async def load(self, consignment_ids: Collection[str]) -> dict[str, ConsignmentState]:
-        """The stored states of these consignments, in one round trip.
+    def __init__(self, keys: Collection[str]) -> None:
+        super().__init__(f"{len(keys)} state(s) changed by another writer: {sorted(keys)[:5]}")
+        self.keys = frozenset(keys)
 
-        Ids with no state (never saved, expired, or undecodable: see the module docstring) are
-        missing from the result. Raises `StoreUnavailable`.
+
+class Fenced(Exception):
+    """This writer no longer owns these partitions (another claimed them); nothing was written."""
+
+    def __init__(self, owners: Collection[str]) -> None:
+        super().__init__(f"ownership lost for {sorted(owners)}")
+        self.owners = frozenset(owners)
+
+
+class StateCodec(Protocol[S]):
+    """How a store turns one kind of state into bytes and back, and which key it lives under."""
+
+    def key_of(self, state: S) -> str: ...
+
+    def encode(self, state: S) -> bytes: ...
+
+    def decode(self, key: str, raw: bytes) -> S:
+        """Raises `StateDecodeError` when `raw` is not a usable state *for this key*."""
+        ...
+
+
+class ConsignmentCodec:
+    """Consignment states, keyed by consignment id."""
+
+    def key_of(self, state: ConsignmentState) -> str:
+        return state.consignment_id
+
+    def encode(self, state: ConsignmentState) -> bytes:
+        return encode_state(state)
+
+    def decode(self, key: str, raw: bytes) -> ConsignmentState:
+        return decode_stored(key, raw)
+
+
+CONSIGNMENTS = ConsignmentCodec()
+
+
+class LinkCodec:
+    """Link states of `relabel-to-ru`, keyed by link key (`container:MSCU1234567`)."""
+
+    def key_of(self, state: LinkState) -> str:
+        return state.link
+
+    def encode(self, state: LinkState) -> bytes:
+        return encode_link_state(state)
+
+    def decode(self, key: str, raw: bytes) -> LinkState:
+        state = decode_link_state(raw)
+        if state.link != key:
+            raise StateDecodeError(f"stored link state belongs to {state.link!r}, not {key!r}")
+        return state
+
+
+LINKS = LinkCodec()
+
+
+@dataclass(slots=True)
+class Snapshot(Generic[S]):
+    """States as read, with the revision of every key asked for (0: no state stored)."""
+
+    states: dict[str, S] = field(default_factory=dict)
+    revisions: dict[str, int] = field(default_factory=dict)
+
+
+class StateStore(Protocol[S]):
+    """States keyed by a string, expiring `ttl_seconds` after their last save."""
+
+    async def load(self, keys: Collection[str]) -> dict[str, S]:
+        """The stored states of these keys (`snapshot(keys).states`)."""
+        ...
+
+    async def snapshot(self, keys: Collection[str]) -> Snapshot[S]:
+        """The stored states of these keys and their revisions, in one round trip.
+
+        Keys with no usable state (never saved, expired, or undecodable: see the module
+        docstring) are missing from `states`. Raises `StoreUnavailable`.
         """
         ...
 
-    async def save(self, states: Iterable[ConsignmentState]) -> None:
-        """Store these states, in one round trip, each expiring `ttl_seconds` from now.
+    async def save(
+        self,
+        states: Iterable[S],
+        *,
+        expected: Mapping[str, int] | None = None,
+        fence: Mapping[str, int] | None = None,
+    ) -> dict[str, int]:
+        """Store these states in one atomic step, each expiring `ttl_seconds` from now, and
+        return their new revisions.
 
-        When a consignment appears twice, the last state wins. Raises `StoreUnavailable`; a
-        failed save may have stored some of the states and not others, which is safe because
-        the worker then re-applies the batch and applying an event twice changes nothing.
+        `fence` maps owner names to the tokens `claim` gave: if any is no longer current,
+        nothing is written and `Fenced` names the lost owners. `expected` maps keys to the
+        revisions read: if any differs now, nothing is written and `SaveConflict` names them
+        (keys not in `expected` are written whatever their revision). When a key appears twice,
+        the last state wins. Raises `StoreUnavailable`.
         """
+        ...
+
+    async def claim(self, owners: Collection[str]) -> dict[str, int]:
+        """Take ownership of these names (e.g. `topic:partition`): a new token for each, which
+        invalidates every token handed out before for that name."""
         ...
 
     async def close(self) -> None:
@@ -71,6 +180,11 @@ def validate_ttl(ttl_seconds: int) -> int:
     if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, int) or ttl_seconds < 1:
         raise ValueError(f"ttl_seconds must be a whole number of seconds >= 1, got {ttl_seconds!r}")
     return ttl_seconds
+
+
+def last_per_key(states: Iterable[S], codec: StateCodec[S]) -> dict[str, S]:
+    """One state per key, the last one given winning (the `save` contract)."""
+    return {codec.key_of(state): state for state in states}
 
 
 def decode_stored(consignment_id: str, raw: bytes) -> ConsignmentState:
@@ -88,18 +202,18 @@ def decode_stored(consignment_id: str, raw: bytes) -> ConsignmentState:
 
 
 def report_corrupt(
-    consignment_id: str,
+    key: str,
     error: StateDecodeError,
     where: str,
     quarantined_at: str,
     on_corrupt: CorruptStateHandler | None,
 ) -> None:
     log.error(
-        "undecodable state for consignment %r at %s (%s); treated as absent, raw value kept at %s",
-        consignment_id,
+        "undecodable state for %r at %s (%s); treated as absent, raw value kept at %s",
+        key,
         where,
         error,
         quarantined_at,
     )
     if on_corrupt is not None:
-        on_corrupt(consignment_id, error)
+        on_corrupt(key, error)

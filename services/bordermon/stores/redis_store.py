@@ -27,8 +27,8 @@ copy costs one extra round trip, only in a `load` that found such a value.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
-from typing import Protocol, cast
+from collections.abc import Collection, Iterable, Mapping
+from typing import Generic, Protocol, cast
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
@@ -36,40 +36,87 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
-from bordermon.core.state import ConsignmentState, StateDecodeError, encode_state
+from bordermon.core.state import StateDecodeError
 from bordermon.settings import mask_url
 from bordermon.stores.base import (
+    CONSIGNMENTS,
     CorruptStateHandler,
+    Fenced,
+    S,
+    SaveConflict,
+    Snapshot,
+    StateCodec,
     StoreUnavailable,
-    decode_stored,
+    last_per_key,
     report_corrupt,
     validate_ttl,
 )
 
 DEFAULT_PREFIX = "bordermon:state:"
+LINK_PREFIX = "bordermon:link:"
+"""Where the link stage keeps its states (`bordermon:link:container:MSCU1234567`)."""
+DEFAULT_OWNER_PREFIX = "bordermon:owner:"
 QUARANTINE_SUFFIX = "-corrupt:"
 """The default quarantine prefix is the key prefix without its trailing colons, plus this:
 `bordermon:state:` -> `bordermon:state-corrupt:`."""
 
 
-# KEYS: the state keys; ARGV[1]: the TTL in seconds; ARGV[i + 1]: the value of KEYS[i].
+# One atomic step per batch: check every owner token, then every expected revision, and only
+# if all hold, write every state with its bumped revision and TTL. Nothing is written otherwise.
+# KEYS[1..nf]: owner keys; KEYS[nf+1..]: state keys.
+# ARGV[1]: TTL in seconds; ARGV[2]: nf; ARGV[2+i]: token for KEYS[i];
+# then per state j: ARGV[2+nf+2j-1] expected revision ('' = unchecked), ARGV[2+nf+2j] value.
+# Returns {'ok', revisions} | {'fenced', indices of lost owners} | {'conflict', state indices}.
 SAVE_SCRIPT = """
 local ttl = ARGV[1]
-for i, key in ipairs(KEYS) do
-  redis.call('SET', key, ARGV[i + 1], 'EX', ttl)
+local nf = tonumber(ARGV[2])
+local lost = {}
+for i = 1, nf do
+  if redis.call('GET', KEYS[i]) ~= ARGV[2 + i] then lost[#lost + 1] = i end
 end
-return #KEYS
+if #lost > 0 then return {'fenced', lost} end
+local n = #KEYS - nf
+local revisions = {}
+local moved = {}
+for j = 1, n do
+  -- The revision header `R<digits>\\n` fits in the first 24 bytes (digits < 2**63).
+  local head = redis.call('GETRANGE', KEYS[nf + j], 0, 23)
+  local revision = 0
+  if head ~= '' then
+    -- A value without the header was written before revisions existed: revision 1.
+    revision = tonumber(string.match(head, '^R(%d+)\\n') or '1')
+  end
+  revisions[j] = revision + 1
+  local expected = ARGV[1 + nf + 2 * j]
+  if expected ~= '' and tonumber(expected) ~= revision then moved[#moved + 1] = j end
+end
+if #moved > 0 then return {'conflict', moved} end
+for j = 1, n do
+  redis.call('SET', KEYS[nf + j], 'R' .. revisions[j] .. '\\n' .. ARGV[2 + nf + 2 * j], 'EX', ttl)
+end
+return {'ok', revisions}
 """
+
+
+def split_revision(raw: bytes) -> tuple[int, bytes]:
+    """A stored value is `R<revision>\\n<encoded state>`; values from before revisions: 1."""
+    if raw[:1] == b"R":
+        head, separator, state = raw.partition(b"\n")
+        if separator and head[1:].isdigit():
+            return int(head[1:]), state
+    return 1, raw
 
 
 class RedisScript(Protocol):
     async def __call__(
-        self, keys: list[bytes] | None = ..., args: list[bytes | int] | None = ...
+        self, keys: list[bytes] | None = ..., args: list[bytes | int | str] | None = ...
     ) -> object: ...
 
 
 class RedisPipeline(Protocol):
     def set(self, name: bytes, value: bytes, *, ex: int) -> object: ...
+
+    def incr(self, name: bytes) -> object: ...
 
     async def execute(self) -> list[object]: ...
 
@@ -83,6 +130,8 @@ class RedisClient(Protocol):
 
     async def mget(self, keys: list[bytes]) -> list[bytes | None]: ...
 
+    async def incr(self, key: bytes) -> int: ...
+
     def pipeline(self, transaction: bool = ...) -> RedisPipeline: ...
 
     def register_script(self, script: str) -> RedisScript: ...
@@ -92,8 +141,8 @@ class RedisClient(Protocol):
     async def dbsize(self) -> int: ...
 
 
-class RedisStore:
-    """A `StateStore` on Redis: one `MGET` per `load`, one `EVALSHA` per `save`.
+class RedisStore(Generic[S]):
+    """A `StateStore` on Redis: one `MGET` per `snapshot`, one `EVALSHA` per `save`.
 
     Build it with `RedisStore.from_url(settings.redis_url, settings.state_ttl_seconds)`. The
     store owns its client and closes it in `close()`. Every Redis or socket error surfaces as
@@ -106,6 +155,8 @@ class RedisStore:
         ttl_seconds: int,
         prefix: str = DEFAULT_PREFIX,
         *,
+        codec: StateCodec[S] = CONSIGNMENTS,  # type: ignore[assignment]
+        owner_prefix: str = DEFAULT_OWNER_PREFIX,
         quarantine_prefix: str | None = None,
         on_corrupt: CorruptStateHandler | None = None,
         where: str = "redis",
@@ -122,6 +173,8 @@ class RedisStore:
         self.ttl_seconds = validate_ttl(ttl_seconds)
         self.prefix = prefix
         self.quarantine_prefix = quarantine_prefix
+        self._codec = codec
+        self._owner_prefix = owner_prefix.encode()
         self._client = client
         self._save_script = client.register_script(SAVE_SCRIPT)
         self._prefix = prefix.encode()
@@ -137,10 +190,12 @@ class RedisStore:
         ttl_seconds: int,
         prefix: str = DEFAULT_PREFIX,
         *,
+        codec: StateCodec[S] = CONSIGNMENTS,  # type: ignore[assignment]
+        owner_prefix: str = DEFAULT_OWNER_PREFIX,
         on_corrupt: CorruptStateHandler | None = None,
         connect_timeout: float = 2.0,
         timeout: float = 5.0,
-    ) -> RedisStore:
+    ) -> RedisStore[S]:
         """A store on the Redis at `url` (`redis://[:password@]host:port/db`, `rediss://`...).
 
         No connection is made until the first `load`/`save`. Timeouts are in seconds. A failed
@@ -160,54 +215,102 @@ class RedisStore:
         except ValueError:
             raise ValueError(f"not a usable Redis URL: {where}") from None
         store = cls(
-            cast(RedisClient, client), ttl_seconds, prefix, on_corrupt=on_corrupt, where=where
+            cast(RedisClient, client),
+            ttl_seconds,
+            prefix,
+            codec=codec,
+            owner_prefix=owner_prefix,
+            on_corrupt=on_corrupt,
+            where=where,
         )
         store._secret = _password_of(url)
         return store
 
-    def key(self, consignment_id: str) -> bytes:
-        """The Redis key of a consignment's state."""
-        return self._prefix + consignment_id.encode()
+    def key(self, key: str) -> bytes:
+        """The Redis key of a state (its consignment id or link key, UTF-8, after the prefix)."""
+        return self._prefix + key.encode()
 
-    def quarantine_key(self, consignment_id: str) -> bytes:
-        """Where `load` keeps the raw bytes of a consignment's undecodable state."""
-        return self._quarantine_prefix + consignment_id.encode()
+    def owner_key(self, owner: str) -> bytes:
+        """The Redis key of an owner token (e.g. `bordermon:owner:bordermon.crossings:3`)."""
+        return self._owner_prefix + owner.encode()
 
-    async def load(self, consignment_ids: Collection[str]) -> dict[str, ConsignmentState]:
-        ids = list(dict.fromkeys(consignment_ids))
+    def quarantine_key(self, key: str) -> bytes:
+        """Where `snapshot` keeps the raw bytes of a key's undecodable state."""
+        return self._quarantine_prefix + key.encode()
+
+    async def load(self, keys: Collection[str]) -> dict[str, S]:
+        return (await self.snapshot(keys)).states
+
+    async def snapshot(self, keys: Collection[str]) -> Snapshot[S]:
+        ids = list(dict.fromkeys(keys))
+        snapshot: Snapshot[S] = Snapshot()
         if not ids:
-            return {}
+            return snapshot
         try:
             values = await self._client.mget([self.key(i) for i in ids])
         except (RedisError, OSError) as error:
             raise self._unavailable("load", error) from error
-        found: dict[str, ConsignmentState] = {}
         corrupt: list[tuple[str, bytes, StateDecodeError]] = []
-        for consignment_id, raw in zip(ids, values, strict=True):
+        for key, raw in zip(ids, values, strict=True):
             if raw is None:
+                snapshot.revisions[key] = 0
                 continue
+            revision, encoded = split_revision(raw)
+            snapshot.revisions[key] = revision
             try:
-                found[consignment_id] = decode_stored(consignment_id, raw)
+                snapshot.states[key] = self._codec.decode(key, encoded)
             except StateDecodeError as error:
-                corrupt.append((consignment_id, raw, error))
+                corrupt.append((key, raw, error))
         if corrupt:
             await self._quarantine(corrupt)
-        return found
+        return snapshot
 
-    async def save(self, states: Iterable[ConsignmentState]) -> None:
+    async def save(
+        self,
+        states: Iterable[S],
+        *,
+        expected: Mapping[str, int] | None = None,
+        fence: Mapping[str, int] | None = None,
+    ) -> dict[str, int]:
         # Encode everything first: a state that cannot be encoded is a bug, and should fail the
         # save before anything is written.
-        writes = [(self.key(s.consignment_id), encode_state(s)) for s in states]
+        writes = [
+            (key, self._codec.encode(state))
+            for key, state in last_per_key(states, self._codec).items()
+        ]
         if not writes:
-            return
-        keys = [key for key, _ in writes]
-        args: list[bytes | int] = [self.ttl_seconds, *(raw for _, raw in writes)]
+            return {}
+        owners = list(fence or {})
+        keys = [self.owner_key(owner) for owner in owners] + [self.key(k) for k, _ in writes]
+        args: list[bytes | int | str] = [self.ttl_seconds, len(owners)]
+        args += [(fence or {})[owner] for owner in owners]
+        for key, raw in writes:
+            revision = None if expected is None else expected.get(key)
+            args += ["" if revision is None else revision, raw]
         try:
             # EVALSHA; on a server that lacks the script (first use, restart) redis-py loads
             # it and retries once.
-            await self._save_script(keys=keys, args=args)
+            outcome, indices = cast(
+                "tuple[bytes, list[int]]", await self._save_script(keys=keys, args=args)
+            )
         except (RedisError, OSError) as error:
             raise self._unavailable("save", error) from error
+        if outcome == b"fenced":
+            raise Fenced([owners[i - 1] for i in indices])
+        if outcome == b"conflict":
+            raise SaveConflict([writes[i - 1][0] for i in indices])
+        return {key: revision for (key, _), revision in zip(writes, indices, strict=True)}
+
+    async def claim(self, owners: Collection[str]) -> dict[str, int]:
+        names = list(dict.fromkeys(owners))
+        pipe = self._client.pipeline(transaction=False)
+        for owner in names:
+            pipe.incr(self.owner_key(owner))
+        try:
+            tokens = await pipe.execute()
+        except (RedisError, OSError) as error:
+            raise self._unavailable("claim", error) from error
+        return {owner: int(cast(int, token)) for owner, token in zip(names, tokens, strict=True)}
 
     async def size(self) -> int:
         """Keys in the store's database (DBSIZE: O(1)); the `consignments in state` gauge.
@@ -225,18 +328,18 @@ class RedisStore:
     async def _quarantine(self, corrupt: list[tuple[str, bytes, StateDecodeError]]) -> None:
         """Copy undecodable values aside, then report them; the load fails if the copy does."""
         pipe = self._client.pipeline(transaction=False)
-        for consignment_id, raw, _ in corrupt:
-            pipe.set(self.quarantine_key(consignment_id), raw, ex=self.ttl_seconds)
+        for key, raw, _ in corrupt:
+            pipe.set(self.quarantine_key(key), raw, ex=self.ttl_seconds)
         try:
             await pipe.execute()
         except (RedisError, OSError) as error:
             raise self._unavailable("load (quarantining undecodable state)", error) from error
-        for consignment_id, _, decode_error in corrupt:
+        for key, _, decode_error in corrupt:
             report_corrupt(
-                consignment_id,
+                key,
                 decode_error,
-                f"{self._where} key {self.key(consignment_id)!r}",
-                f"key {self.quarantine_key(consignment_id)!r}",
+                f"{self._where} key {self.key(key)!r}",
+                f"key {self.quarantine_key(key)!r}",
                 self._on_corrupt,
             )
 

@@ -26,9 +26,7 @@ from bordermon.processor.stages import ConsignmentStage, LinkStage
 from bordermon.stores.base import LINKS, StoreUnavailable
 from bordermon.stores.memory import MemoryStore
 
-# Transit only: this tests the worker's write order, which the other engineer is reworking for
-# the link stage; `metrics.record_flag` does not yet take an entry-less export-without-permit
-# flag (its owner updates it).
+# Transit only: these scenarios count transit flags; all three rules run in ALL_RULES below.
 CONFIG = DetectionConfig(watchlist=CHPL, rules=frozenset({"transit-to-ru"}))
 
 

@@ -16,7 +16,7 @@ from bordermon.core import (
     apply,
     load_watchlist,
 )
-from bordermon.core.rule import DAY_NS
+from bordermon.core.config import DAY_NS
 
 Clock = Callable[[], int]
 

@@ -39,10 +39,10 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator, ValidationError
 
 from bordermon.core import ConsignmentState, DetectionConfig, Flag, apply, parse_crossing
+from bordermon.core.config import DAY_NS
 from bordermon.core.countries import ASSIGNED_ALPHA2
 from bordermon.core.crossing import MAX_EVENT_BYTES, InvalidCrossing, validate_document
 from bordermon.core.pipeline import Accepted, Message, Reject, validate
-from bordermon.core.rule import DAY_NS
 from bordermon.core.timestamps import NANOS_PER_SECOND, parse_instant
 from bordermon.replay import replay
 from bordermon.simulate import SimulationSpec, simulate

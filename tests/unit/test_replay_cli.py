@@ -137,18 +137,10 @@ def test_invalid_utf8_line_is_rejected_and_kept(tmp_path: Path) -> None:
 
 
 def test_metrics_file_has_the_workers_counters(tmp_path: Path) -> None:
-    # Transit only until metrics.record_flag takes entry-less flags (export-without-permit).
-    result = run_cli(
-        tmp_path,
-        scenario(),
-        "--quiet",
-        "--rules",
-        "transit-to-ru",
-        "--metrics",
-        str(tmp_path / "m.prom"),
-    )
+    result = run_cli(tmp_path, scenario(), "--quiet", "--metrics", str(tmp_path / "m.prom"))
     assert result.returncode == 0, result.stderr
     text = (tmp_path / "m.prom").read_text()
+    assert 'bordermon_flags_total{rule="export-without-permit",severity="high"} 1.0' in text
     assert 'bordermon_flags_total{rule="transit-to-ru",severity="high"} 1.0' in text
     assert 'bordermon_flags_total{rule="transit-to-ru",severity="low"} 1.0' in text
     assert 'bordermon_events_rejected_total{reason="invalid_json"} 1.0' in text
@@ -160,7 +152,8 @@ def test_metrics_file_has_the_workers_counters(tmp_path: Path) -> None:
     dead_letters = [line for line in text.splitlines() if line.startswith("bordermon_dead_l")]
     assert dead_letters and all(line.endswith(" 0.0") for line in dead_letters)  # none: replay
     assert "_created" not in text
-    assert 'bordermon_flags_by_hs_chapter_total{chapter="85"} 1.0' in text
+    # Chapter 85 counted by the export flag and the transit flag of A.
+    assert 'bordermon_flags_by_hs_chapter_total{chapter="85"} 2.0' in text
 
 
 def one_line_error(stderr: bytes | str) -> str:

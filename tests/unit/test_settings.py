@@ -99,6 +99,66 @@ def test_settings_are_immutable() -> None:
         settings.window_ns = 1  # type: ignore[misc]
 
 
+def test_detection_v2_defaults() -> None:
+    settings = Settings.load(environ={})
+    assert settings.rules == {"transit-to-ru", "relabel-to-ru", "export-without-permit"}
+    assert settings.relabel_window_ns == 90 * DAY
+    assert settings.link_state_ttl_ns == 97 * DAY  # relabel window + 7 days
+    assert settings.link_state_ttl_seconds == 97 * 86_400
+    assert settings.links_topic == "bordermon.links"
+    assert settings.export_controls == ("builtin:chpl-tiers-1-2",)
+    config = settings.detection_config()
+    assert config.rules == settings.rules and config.relabel_window_ns == 90 * DAY
+    # CHPL tiers 1 and 2 only, reasons named export-control.
+    assert [e.reason for e in config.export_controls.matches("8526910000")] == [
+        "export-control:2:852691"
+    ]
+    assert config.export_controls.matches("847150") == []  # tier 3.A
+
+
+def test_detection_v2_settings_from_the_environment(tmp_path: Path) -> None:
+    controls = tmp_path / "licences.csv"
+    controls.write_text("hs6,tier\n940360,4.B\n")
+    settings = Settings.load(
+        environ={
+            "BORDERMON_RULES": "transit-to-ru, export-without-permit",
+            "BORDERMON_RELABEL_WINDOW": "60d",
+            "BORDERMON_EXPORT_CONTROLS": f"builtin:chpl-tiers-1-2,{controls}",
+            "BORDERMON_LINKS_TOPIC": "links",
+        }
+    )
+    assert settings.rules == {"transit-to-ru", "export-without-permit"}
+    assert settings.link_state_ttl_ns == 67 * DAY
+    assert settings.links_topic == "links"
+    config = settings.detection_config()
+    assert [e.reason for e in config.export_controls.matches("940360")] == [
+        "export-control:4.B:940360"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        (
+            {"BORDERMON_RULES": "transit-to-ru,relabel"},
+            "unknown rule.*relabel; the rules are transit-to-ru, relabel-to-ru,"
+            " export-without-permit",
+        ),
+        ({"BORDERMON_RELABEL_WINDOW": "soon"}, "BORDERMON_RELABEL_WINDOW"),
+        ({"BORDERMON_LINK_STATE_TTL": "30d"}, "link_state_ttl"),
+    ],
+)
+def test_bad_detection_v2_settings(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        Settings.load(environ=environ)
+
+
+def test_missing_export_control_file_is_a_settings_error() -> None:
+    settings = Settings.load(environ={"BORDERMON_EXPORT_CONTROLS": "/nonexistent/x.csv"})
+    with pytest.raises(SettingsError, match=r"/nonexistent/x\.csv"):
+        settings.detection_config()
+
+
 @pytest.mark.parametrize(
     ("url", "why"),
     [

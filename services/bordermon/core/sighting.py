@@ -19,6 +19,7 @@ from bordermon.core.crossing import (
     SEAL_KEY_PREFIX,
     CrossingEvent,
     Direction,
+    normalize_hs_code,
 )
 from bordermon.core.timestamps import InvalidTimestamp, parse_instant
 
@@ -132,9 +133,7 @@ class LinkSighting(NamedTuple):
         if type(hs_codes) is not list or not hs_codes:
             raise ValueError("hs_codes must be a non-empty list")
         for code in hs_codes:
-            if not (type(code) is str and 6 <= len(code) <= 10 and code.isascii()) or not (
-                code.isdigit()
-            ):
+            if type(code) is not str or normalize_hs_code(code) != code:
                 raise ValueError(f"hs_code {code!r} is not 6-10 digits")
         if declared is not None:
             _check_text(declared, "declared_destination", 2)

@@ -66,6 +66,11 @@ def add_settings_options(parser: argparse.ArgumentParser, *names: str) -> None:
         ),
         "link_state_ttl": ("DURATION", "link-key state expiry after its last sighting"),
         "links_topic": ("TOPIC", "internal link-sightings topic (default bordermon.links)"),
+        "require_signatures": (
+            "true|false",
+            "dead-letter crossings not signed by a scanner of the registry (default false)",
+        ),
+        "scanner_registry": ("FILE", "scanner registry: scanner ids, public keys, checkpoints"),
         "metrics_port": ("PORT", "port of /metrics (0 disables; default 9108)"),
     }
     for name in names:
@@ -282,6 +287,10 @@ _MODULE_COMMANDS: dict[str, tuple[str, str]] = {
         "print flags from the flags topic (new ones, or --from-beginning)",
     ),
     "worker": ("bordermon.processor.worker", "run a stream processor (faust, state in Redis)"),
+    "scanner-key": (
+        "bordermon.scanner.keys",
+        "make a scanner's signing key (signed scans) and print its registry line",
+    ),
     "topics": ("bordermon.topics", "create or check the Kafka topics declared under topics/"),
     "stack": ("bordermon.stack", "run the local Kafka, Redis and Prometheus (no Docker needed)"),
 }

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import faust
@@ -36,6 +36,7 @@ from bordermon.core.config import DetectionConfig
 from bordermon.core.link import LinkState
 from bordermon.core.pipeline import Message
 from bordermon.core.rules import RULE_RELABEL
+from bordermon.core.signatures import ScannerRegistry
 from bordermon.core.state import ConsignmentState
 from bordermon.metrics import CONSIGNMENTS_IN_STATE, CONSUMER_LAG
 from bordermon.processor.batch import BatchProcessor, PoisonLimitExceeded, Record, StageTopics
@@ -125,15 +126,17 @@ def create_app(
     store: StateStore[ConsignmentState],
     link_store: StateStore[LinkState] | None = None,
     *,
+    registry: ScannerRegistry | None = None,
     retry_max_s: float = 5.0,
 ) -> faust.App:
     """A faust app with an agent per stage, configured from `settings`. The link stage runs
-    when `relabel-to-ru` is on (then `link_store` is required)."""
+    when `relabel-to-ru` is on (then `link_store` is required). With `registry` (the
+    `require_signatures` setting), crossings must be signed by a scanner it lists."""
     app = new_faust_app(settings.consumer_group, settings.kafka_bootstrap)
     producer = FaustProducer(app)
     relabel = RULE_RELABEL in config.rules
     consignments = BatchProcessor(
-        ConsignmentStage(config),
+        ConsignmentStage(config, registry),
         store,
         producer,
         StageTopics(
@@ -262,6 +265,11 @@ async def store_size(store: StateStore) -> int | None:
 
 def _to_message(event: Any) -> Message:
     kafka_message = event.message
+    # aiokafka gives headers as (str, bytes) pairs (faust's type also allows a mapping); a
+    # header without a value has None.
+    headers = kafka_message.headers or ()
+    if isinstance(headers, Mapping):
+        headers = headers.items()
     return Message(
         value=kafka_message.value if kafka_message.value is not None else b"",
         key=kafka_message.key,
@@ -269,6 +277,7 @@ def _to_message(event: Any) -> Message:
         position=kafka_message.offset,
         partition=kafka_message.partition,
         timestamp_ms=int(kafka_message.timestamp * 1000) if kafka_message.timestamp else None,
+        headers=tuple((name, value or b"") for name, value in headers),
     )
 
 

@@ -37,6 +37,7 @@ from bordermon.core.pipeline import (
 )
 from bordermon.core.sighting import InvalidLinkSighting, LinkSighting, decode_link_sighting
 from bordermon.core.sighting import encode_link_sighting as encode_sighting
+from bordermon.core.signatures import ScannerRegistry
 from bordermon.core.state import ConsignmentState
 
 
@@ -94,13 +95,16 @@ class Stage(Protocol[I, S]):
 class ConsignmentStage:
     name = "consignments"
 
-    def __init__(self, config: DetectionConfig) -> None:
+    def __init__(self, config: DetectionConfig, registry: ScannerRegistry | None = None) -> None:
+        """`registry`: the scanner registry when `require_signatures` is on (signed scans
+        only), else None."""
         self.config = config
+        self.registry = registry
 
     def validate(
         self, messages: Sequence[Message], tally: Tally
     ) -> tuple[list[Accepted], list[Reject]]:
-        return validate_batch(messages, self.config, tally)
+        return validate_batch(messages, self.config, tally, self.registry)
 
     def key_of(self, item: Accepted) -> str:
         return item.event.consignment_id

@@ -36,6 +36,8 @@ WORKER_SETTINGS = (
     "state_ttl",
     "link_state_ttl",
     "metrics_port",
+    "require_signatures",
+    "scanner_registry",
 )
 
 
@@ -119,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
 
     settings = load_settings(args)
     config = settings.detection_config()
+    registry = settings.load_scanner_registry()
     preflight(settings)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -131,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         prefix=LINK_PREFIX,
         codec=LINKS,
     )
-    app = create_app(settings, config, store, link_store)
+    app = create_app(settings, config, store, link_store, registry=registry)
     if settings.metrics_port:
         serve_metrics(settings.metrics_port, log)
     CONFIG_INFO.info(
@@ -145,6 +148,10 @@ def run(args: argparse.Namespace) -> int:
         }
     )
     log.info("starting worker: %s", settings)
+    if registry is not None:
+        log.info(
+            "signed scans required: %d scanner(s) in %s", len(registry), settings.scanner_registry
+        )
     worker = faust.Worker(app, loglevel=args.log_level.upper(), quiet=True)
     worker.execute_from_commandline()
     return 0

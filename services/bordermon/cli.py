@@ -322,7 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
             "Run detection over JSONL crossing events from FILE or stdin and write flags as"
             " JSONL to stdout in detection order. Rejected lines are listed on stderr with"
             " their line number and reason, and a summary follows. Exit 0 when the input was"
-            " read."
+            " read. Signatures are not checked (require_signatures is the worker's): JSONL"
+            " lines carry no Kafka headers, so there is nothing to verify."
         ),
     )
     _configure_replay(replay)

@@ -523,3 +523,20 @@ def test_publish_takes_the_scanner_key_and_id_as_settings() -> None:
     args = parser.parse_args(["--scanner-key", "k.pem", "--scanner-id", "nur-1"])
     settings = load_settings(args)
     assert (settings.scanner_key_file, settings.scanner_id) == ("k.pem", "nur-1")
+
+
+# --- the documentation ------------------------------------------------------------------------
+
+
+def test_the_registry_examples_of_the_readme_and_the_module_parse() -> None:
+    from bordermon.core import signatures
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text("utf-8")
+    section = readme.split("## Signed scans", 1)[1].split("\n## ", 1)[0]
+    block = section.split("One\n   scanner per line", 1)[1].split("```", 2)[1]
+    docstring = (signatures.__doc__ or "").split("written):", 1)[1].split("\n\n", 2)[1]
+    for text in (block, docstring):
+        registry = parse_registry(text)
+        assert len(registry) == 3
+        mobile = registry.get("mobile-team")
+        assert mobile is not None and mobile.may_report("ANY")

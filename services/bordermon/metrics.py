@@ -47,6 +47,11 @@ VALIDATION_REASONS = (
     "too_large",
     "not_a_crossing",
     "key_mismatch",
+    # Signed scans (`require_signatures`): at 0 from start-up, so that a first forgery shows
+    # as an increase.
+    "unsigned",
+    "bad_signature",
+    "checkpoint_not_allowed",
 )
 """SPEC §3's validation reasons that name no field (`missing_field:<name>` and
 `invalid_field:<name>` series appear with their first occurrence)."""

@@ -237,14 +237,18 @@ class BatchProcessor(Generic[I, S]):
         try:
             await self._retrying("state phase", lambda: self._apply_owned(items, report))
         except Exception as error:  # not an outage (retried inside): this batch cannot be applied
-            if len(items) > 1:
-                middle = len(items) // 2
-                await self._apply_isolating(items[:middle], report)
-                await self._apply_isolating(items[middle:], report)
-                return
-            await self._dead_letter_poison(items[0], error, report)
+            failure = error
+        else:
+            self.poison_limit.record_ok(len(items))
             return
-        self.poison_limit.record_ok(len(items))
+        # Outside the `except`: bisecting inside it would chain every level's traceback into
+        # the one that is finally logged.
+        if len(items) == 1:
+            await self._dead_letter_poison(items[0], failure, report)
+            return
+        middle = len(items) // 2
+        await self._apply_isolating(items[:middle], report)
+        await self._apply_isolating(items[middle:], report)
 
     async def _dead_letter_poison(self, item: I, error: Exception, report: BatchReport) -> None:
         self.poison_limit.record_failure()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 from collections import Counter as Tally
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from importlib import resources
 from typing import Any
 
@@ -58,6 +59,8 @@ VALIDATION_REASONS = (
 DEAD_LETTER_REASONS = (*VALIDATION_REASONS, "internal_error")
 """Dead letters also hold events whose processing failed (SPEC §6)."""
 STORE_ERROR_KINDS = ("unavailable",)
+SAVE_REFUSALS = ("fenced", "conflict")
+"""Why the state store refused a save (SPEC §6 single writer); not outages."""
 REDIS_OPERATIONS = ("load", "save")
 
 # Scan-to-flag target is sub-second: resolve well below it and show the tail above it.
@@ -148,6 +151,13 @@ STORE_ERRORS = Counter(
     "State store failures (each retried), by kind.",
     ["kind"],
 )
+SAVES_REFUSED = Counter(
+    "bordermon_state_saves_refused_total",
+    "Saves the state store refused by its single-writer checks, by reason: `fenced` (this"
+    " worker lost the partition to another) or `conflict` (another writer changed the state"
+    " since it was read; the batch is re-applied). Not outages.",
+    ["reason"],
+)
 BUILD_INFO = Info("bordermon_build", "Version of the running bordermon.")
 CONFIG_INFO = Info("bordermon_config", "Detection configuration in force (no secrets).")
 
@@ -200,6 +210,8 @@ def _precreate() -> None:
         FLAGS_BY_HS_CHAPTER.labels(chapter)
     for kind in STORE_ERROR_KINDS:
         STORE_ERRORS.labels(kind)
+    for reason in SAVE_REFUSALS:
+        SAVES_REFUSED.labels(reason)
     for operation in REDIS_OPERATIONS:
         REDIS_ROUND_TRIP.labels(operation)
 
@@ -241,6 +253,38 @@ def record_flag(flag: Flag, scan_to_flag_s: float | None = None) -> None:
         FLAG_DWELL.labels(rule).observe(dwell)
     if scan_to_flag_s is not None:
         SCAN_TO_FLAG.labels(rule).observe(max(scan_to_flag_s, 0.0))
+
+
+class PrometheusRecorder:
+    """The worker's `Recorder` (bordermon.processor.recorder): into the metrics above."""
+
+    def batch(self, size: int, seconds: float) -> None:
+        BATCH_SIZE.observe(size)
+        BATCH_DURATION.observe(seconds)
+
+    def rejects(self, reasons: Iterable[str], *, dead_lettered: bool) -> None:
+        record_rejects(reasons, dead_lettered=dead_lettered)
+
+    def events(self, events: Iterable[CrossingEvent]) -> None:
+        record_events(events)
+
+    def duplicates(self, count: int) -> None:
+        EVENTS_DUPLICATE.inc(count)
+
+    def flag(self, flag: Flag, scan_to_flag_s: float | None) -> None:
+        record_flag(flag, scan_to_flag_s)
+
+    def store_unavailable(self) -> None:
+        STORE_ERRORS.labels("unavailable").inc()
+
+    def save_refused(self, reason: str, count: int = 1) -> None:
+        SAVES_REFUSED.labels(reason).inc(count)
+
+    def round_trip(self, operation: str) -> AbstractContextManager[object]:
+        return REDIS_ROUND_TRIP.labels(operation).time()
+
+
+PROMETHEUS = PrometheusRecorder()
 
 
 def exposition() -> bytes:

@@ -31,6 +31,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import faust
+from prometheus_client import Gauge
 
 from bordermon.core.config import DetectionConfig
 from bordermon.core.link import LinkState
@@ -149,17 +150,8 @@ def create_app(
         retry_max_s=retry_max_s,
     )
     processors: list[BatchProcessor[Any, Any]] = [consignments]
-    # Next offset to process, per partition: lag is measured against what was *processed*,
-    # not merely fetched into faust's buffers.
-    next_offsets: dict[int, int] = {}
-    _add_agent(
-        app,
-        "crossings",
-        settings.crossings_topic,
-        processor=consignments,
-        settings=settings,
-        next_offsets=next_offsets,
-    )
+    lag = LagReport(settings.crossings_topic)
+    _add_agent(app, "crossings", settings.crossings_topic, consignments, settings, on_processed=lag)
     if relabel:
         if link_store is None:
             raise ValueError("relabel-to-ru is on: the link stage needs a link store")
@@ -176,14 +168,7 @@ def create_app(
             retry_max_s=retry_max_s,
         )
         processors.append(links)
-        _add_agent(
-            app,
-            "links",
-            settings.links_topic,
-            processor=links,
-            settings=settings,
-            next_offsets={},
-        )
+        _add_agent(app, "links", settings.links_topic, links, settings)
 
     @app.on_partitions_assigned.connect
     async def forget_owner_tokens(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
@@ -192,7 +177,7 @@ def create_app(
 
     @app.timer(interval=LAG_INTERVAL_S)  # type: ignore[untyped-decorator]
     async def report_lag() -> None:
-        await _report_lag(app, settings.crossings_topic, next_offsets)
+        await lag.update(app.consumer)
 
     @app.timer(interval=STATE_COUNT_INTERVAL_S)  # type: ignore[untyped-decorator]
     async def report_state_size() -> None:
@@ -208,10 +193,10 @@ def _add_agent(
     app: faust.App,
     name: str,
     topic_name: str,
-    *,
     processor: BatchProcessor[Any, Any],
     settings: Settings,
-    next_offsets: dict[int, int],
+    *,
+    on_processed: LagReport | None = None,
 ) -> None:
     topic = app.topic(topic_name, key_type=bytes, value_type=bytes, value_serializer="raw")
     max_events = settings.batch_max_events
@@ -224,32 +209,45 @@ def _add_agent(
         async for events in batches:
             messages = [_to_message(event) for event in events]
             await _process_or_stop(processor, messages)
-            for message in messages:
-                if message.position >= next_offsets.get(message.partition, 0):
-                    next_offsets[message.partition] = message.position + 1
+            if on_processed is not None:
+                on_processed.processed(messages)
 
 
-async def _report_lag(app: faust.App, topic: str, next_offsets: dict[int, int]) -> None:
-    """Lag per assigned crossings partition: high watermark minus the next offset to process."""
-    consumer = app.consumer
-    assigned = {tp.partition: tp for tp in consumer.assignment() if tp.topic == topic}
-    for partition, tp in assigned.items():
-        try:
-            highwater = consumer.highwater(tp)
-        except Exception:  # not fetched yet: no watermark known
-            continue
-        if highwater is None:
-            continue
-        position = next_offsets.get(partition)
-        if position is None:
-            position = await consumer.position(tp)
-        if position is not None:
-            CONSUMER_LAG.labels(topic, str(partition)).set(max(highwater - position, 0))
-    # Partitions that moved to another worker are that worker's to report.
-    # prometheus_client has no public way to list a metric's label sets.
-    for labels in list(CONSUMER_LAG._metrics):
-        if labels[0] == topic and int(labels[1]) not in assigned:
-            CONSUMER_LAG.remove(*labels)
+class LagReport:
+    """Consumer lag of one topic, per partition this worker is assigned: the high watermark
+    minus the next offset to *process* (not merely fetched into faust's buffers). It remembers
+    the partitions it reported, so that a partition that moved to another worker stops being
+    reported here (it is that worker's to report)."""
+
+    def __init__(self, topic: str, gauge: Gauge = CONSUMER_LAG) -> None:
+        self.topic = topic
+        self.gauge = gauge
+        self.next_offsets: dict[int, int] = {}
+        self._reported: set[int] = set()
+
+    def processed(self, messages: Sequence[Message]) -> None:
+        for message in messages:
+            if message.position >= self.next_offsets.get(message.partition, 0):
+                self.next_offsets[message.partition] = message.position + 1
+
+    async def update(self, consumer: Any) -> None:
+        assigned = {tp.partition: tp for tp in consumer.assignment() if tp.topic == self.topic}
+        for partition, tp in assigned.items():
+            try:
+                highwater = consumer.highwater(tp)
+            except Exception:  # not fetched yet: no watermark known
+                continue
+            if highwater is None:
+                continue
+            position = self.next_offsets.get(partition)
+            if position is None:
+                position = await consumer.position(tp)
+            if position is not None:
+                self.gauge.labels(self.topic, str(partition)).set(max(highwater - position, 0))
+                self._reported.add(partition)
+        for partition in sorted(self._reported - assigned.keys()):
+            self.gauge.remove(self.topic, str(partition))
+            self._reported.discard(partition)
 
 
 async def store_size(store: StateStore) -> int | None:
@@ -305,9 +303,17 @@ def _stop_now() -> None:
 
 
 def is_transient_kafka_error(error: BaseException) -> bool:
-    """Kafka being unreachable (retry), as opposed to Kafka refusing this data (don't)."""
-    from aiokafka.errors import KafkaError
+    """Kafka or the network failing (hold the partition and retry), as opposed to Kafka refusing
+    *this record* (then the message that produced it is poison).
 
-    if isinstance(error, KafkaError):
-        return bool(getattr(error, "retriable", True))
-    return isinstance(error, ConnectionError | TimeoutError)
+    Only the record-level refusals count as the data's fault. Everything else from Kafka is
+    infrastructure, whatever aiokafka's `retriable` flag says: a producer timeout
+    (`KafkaTimeoutError`, "not retriable" in aiokafka, is what a broker outage looks like), a
+    missing ACL or topic. Treating those as poison would dead-letter good messages during an
+    outage; holding the partition is what SPEC §6 asks for infrastructure faults.
+    """
+    from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLargeError
+
+    if isinstance(error, MessageSizeTooLargeError | RecordTooLargeError):
+        return False
+    return isinstance(error, KafkaError | ConnectionError | TimeoutError)

@@ -31,8 +31,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,6 @@ sys.path[:0] = [str(REPO / "services"), str(REPO / "tests" / "integration"), str
 
 import redis  # noqa: E402
 from harness import (  # noqa: E402
-    POISONED_WORKER_COMMAND,
     WorkerProcess,
     free_port,
     publish_lines,
@@ -66,6 +66,8 @@ from bordermon.processor.app import REBALANCE_TIMEOUT_S, SESSION_TIMEOUT_S  # no
 from bordermon.topics import apply_topics, load_declarations  # noqa: E402
 
 GROUP = "bordermon-chaos"
+WORKER_COMMAND = (sys.executable, str(HERE / "chaos_worker.py"))
+"""tests/integration/poisoned_worker.py, its apply slowed by BORDERMON_CHAOS_APPLY_MS."""
 
 
 @dataclass(frozen=True)
@@ -199,9 +201,9 @@ class PrivateStack:
         client: redis.Redis[bytes] = redis.Redis.from_url(self.redis_url)
         try:
             client.config_set("appendfsync", "always")
-            aof = client.config_get("appendonly").get(b"appendonly", b"")
-            if aof != b"yes":
-                raise RuntimeError(f"the private Redis runs without AOF (appendonly {aof!r})")
+            got = {_text(k): _text(v) for k, v in client.config_get("append*").items()}
+            if got.get("appendonly") != "yes" or got.get("appendfsync") != "always":
+                raise RuntimeError(f"the private Redis is not AOF with fsync always: {got}")
         finally:
             client.close()
 
@@ -256,7 +258,7 @@ class Worker:
         self.logs.append(log_path)
         with log_path.open("ab") as log:
             popen = subprocess.Popen(
-                list(POISONED_WORKER_COMMAND), env=self.env, stdout=log, stderr=subprocess.STDOUT
+                list(WORKER_COMMAND), env=self.env, stdout=log, stderr=subprocess.STDOUT
             )
         self.process = WorkerProcess(popen, log_path)
         self.process.wait_ready(timeout=120)
@@ -275,6 +277,18 @@ class Worker:
                 self.resume()
             self.process.stop()
             self.process = None
+
+    def wait_on_cpu(self, timeout: float) -> bool:
+        """Wait until the worker's main thread (the event loop) is running, not sleeping."""
+        assert self.process is not None
+        stat = Path(f"/proc/{self.process.process.pid}/stat")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError, IndexError):
+                if stat.read_text().rsplit(")", 1)[1].split()[0] == "R":
+                    return True
+            time.sleep(0.001)
+        return False
 
     def pause(self) -> None:
         assert self.process is not None
@@ -309,8 +323,9 @@ class ChaosRun:
 
     # helpers
 
-    def jitter(self, high: float = 1.5) -> None:
-        time.sleep(self.rng.uniform(0.0, high))
+    def sleep(self, low: float, high: float) -> None:
+        """A random pause (seeded): faults land at different points of processing."""
+        time.sleep(self.rng.uniform(low, high))
 
     def publish(self, lines: Sequence[bytes]) -> None:
         if lines:
@@ -325,6 +340,7 @@ class ChaosRun:
                 self.topics,
                 GROUP,
                 BORDERMON_BATCH_MAX_EVENTS=str(self.args.batch_max_events),
+                BORDERMON_CHAOS_APPLY_MS=str(self.args.apply_ms),
             )
             logs = self.run_dir / "logs"
             logs.mkdir(parents=True, exist_ok=True)
@@ -369,39 +385,69 @@ class ChaosRun:
 
     # fault steps: each publishes its chunk with the fault around it
 
+    @contextlib.contextmanager
+    def trickling(self, lines: Sequence[bytes], seconds: float = 3.0) -> Iterator[None]:
+        """Publish `lines` in ten parts spread over `seconds` in the background while the body
+        injects a fault, so that the fault lands while workers are processing."""
+        errors: list[BaseException] = []
+
+        def publish_all() -> None:
+            try:
+                for part in _split(lines, 10):
+                    self.publish(part)
+                    time.sleep(seconds / 10)
+            except BaseException as error:
+                errors.append(error)
+
+        thread = threading.Thread(target=publish_all, name="trickle", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            thread.join()
+        if errors:
+            raise errors[0]
+
+    # fault steps: each publishes its chunk with the fault around it
+
     def step_kill_worker(self, chunk: Sequence[bytes]) -> str:
-        self.publish(chunk)
         victim = self.rng.choice(sorted(self.running(), key=lambda w: w.name))
-        self.jitter()
-        victim.kill()
-        self.say(f"  SIGKILL worker {victim.name}#{victim.incarnation} while it processes")
-        self.start(victim.name, "restarted")
+        with self.trickling(chunk):
+            self.sleep(0.3, 2.5)
+            victim.kill()
+            self.say(f"  SIGKILL worker {victim.name}#{victim.incarnation} while it processes")
+            self.start(victim.name, "restarted")
         return f"SIGKILL worker {victim.name}, restarted"
 
     def step_join(self, chunk: Sequence[bytes]) -> str:
-        self.start("B", "joined the group")
-        self.publish(chunk)
+        with self.trickling(chunk):
+            self.start("B", "joined the group")
         return "worker B joined"
 
     def step_leave(self, chunk: Sequence[bytes]) -> str:
-        self.publish(chunk)
-        self.jitter()
-        if "B" in self.workers and self.workers["B"].process is not None:
-            self.workers["B"].terminate()
-            self.say("  SIGTERM worker B: it left the group")
+        with self.trickling(chunk):
+            self.sleep(0.3, 2.5)
+            if "B" in self.workers and self.workers["B"].process is not None:
+                self.workers["B"].terminate()
+                self.say("  SIGTERM worker B while it processes: it left the group")
         return "worker B left (SIGTERM)"
 
     def step_pause(self, chunk: Sequence[bytes]) -> str:
         if self.worker("B").process is None:
             self.start("B", "joined (to take over from the paused worker)")
         victim = self.worker("A")
-        half = len(chunk) // 2
-        self.publish(chunk[:half])
-        self.jitter(0.5)
-        victim.pause()
         paused_s = SESSION_TIMEOUT_S + self.args.pause_extra_s
-        self.say(f"  SIGSTOP worker A for {paused_s:.0f}s (session timeout {SESSION_TIMEOUT_S}s)")
-        self.publish(chunk[half:])
+        # A burst, then the stop at a moment A's event loop is on the CPU: most likely in the
+        # middle of a batch, so that its next save after SIGCONT is the one fenced.
+        burst = len(chunk) * 2 // 3
+        self.publish(chunk[:burst])
+        busy = victim.wait_on_cpu(3.0)
+        victim.pause()
+        self.say(
+            f"  SIGSTOP worker A {'while on the CPU ' if busy else ''}for {paused_s:.0f}s"
+            f" (session timeout {SESSION_TIMEOUT_S}s)"
+        )
+        self.publish(chunk[burst:])
         time.sleep(paused_s)
         victim.resume()
         self.say("  SIGCONT worker A")
@@ -409,21 +455,19 @@ class ChaosRun:
         return f"SIGSTOP worker A for {paused_s:.0f}s, then SIGCONT"
 
     def step_kill_redis(self, chunk: Sequence[bytes]) -> str:
-        half = len(chunk) // 2
-        self.publish(chunk[:half])
-        self.jitter()
-        self.stack.kill("redis")
-        self.say("  SIGKILL redis")
-        self.publish(chunk[half:])
-        time.sleep(4)  # the workers meet the outage and hold their batches
-        self.stack.up("redis")
+        with self.trickling(chunk):
+            self.sleep(0.3, 1.5)
+            self.stack.kill("redis")
+            self.say("  SIGKILL redis while workers process")
+            time.sleep(4)  # the workers meet the outage and hold their batches
+            self.stack.up("redis")
         return "SIGKILL redis, stack up after 4s"
 
     def step_kill_kafka(self, chunk: Sequence[bytes]) -> str:
-        self.publish(chunk)
-        self.jitter()
+        self.publish(chunk)  # all of it first: the publisher does not outlive the broker
+        self.sleep(0.0, 0.3)
         self.stack.kill("kafka")
-        self.say("  SIGKILL kafka")
+        self.say("  SIGKILL kafka while workers process")
         time.sleep(2)
         self.stack.up("kafka")
         return "SIGKILL kafka, stack up after 2s"
@@ -543,6 +587,10 @@ class ChaosRun:
             shutil.rmtree(self.run_dir / "stack", ignore_errors=True)
 
 
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def _split(lines: Sequence[bytes], parts: int) -> list[Sequence[bytes]]:
     size = -(-len(lines) // parts)
     return [lines[i * size : (i + 1) * size] for i in range(parts)]
@@ -628,6 +676,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--batch-max-events", type=int, default=50, help="workers' batch size (default 50)"
+    )
+    parser.add_argument(
+        "--apply-ms",
+        type=float,
+        default=2.0,
+        help="busy CPU per applied event in the workers, so faults land mid-batch (default 2)",
     )
     parser.add_argument(
         "--malformed", type=float, default=0.01, help="simulator malformed_rate (default 0.01)"

@@ -27,9 +27,10 @@ from confluent_kafka import Consumer, TopicPartition
 
 from bordermon.core.crossing import InvalidCrossing, parse_crossing
 from bordermon.core.state import fingerprint
-from bordermon.stores.redis_store import DEFAULT_PREFIX, split_revision
+from bordermon.stores.redis_store import DEFAULT_OWNER_PREFIX, DEFAULT_PREFIX, split_revision
 
 STATE_PREFIX = DEFAULT_PREFIX.encode()
+OWNER_PREFIX = DEFAULT_OWNER_PREFIX.encode()
 FINGERPRINT_BYTES = 8
 
 
@@ -136,6 +137,17 @@ def state_revisions(redis_url: str) -> dict[bytes, int]:
     finally:
         client.close()
     return {key: split_revision(head + b"\n")[0] for key, head in zip(keys, heads, strict=True)}
+
+
+def owner_tokens(redis_url: str, topic: str, partitions: Iterable[int]) -> dict[int, int]:
+    """The current owner token of each partition: how many times it was claimed."""
+    client: redis.Redis[bytes] = redis.Redis.from_url(redis_url)
+    try:
+        keys = [OWNER_PREFIX + f"{topic}:{p}".encode() for p in partitions]
+        values = client.mget(keys) if keys else []
+    finally:
+        client.close()
+    return {p: int(v or 0) for p, v in zip(partitions, values, strict=True)}
 
 
 def _applied_ids(doc: dict[str, Any]) -> tuple[set[bytes], set[str]]:
@@ -329,6 +341,7 @@ def reconcile(
             "stored": len(states),
             "pending_left": len(pending),
             "max_revision": max((s["revision"] for s in states.values()), default=0),
+            "owner_claims": owner_tokens(redis_url, topics["crossings"], sorted(ends)),
         },
         "workers": scan_logs(worker_logs),
     }

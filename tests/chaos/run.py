@@ -278,15 +278,23 @@ class Worker:
             self.process.stop()
             self.process = None
 
-    def wait_on_cpu(self, timeout: float) -> bool:
-        """Wait until the worker's main thread (the event loop) is running, not sleeping."""
+    def wait_on_cpu(self, timeout: float, sustained: float = 0.03) -> bool:
+        """Wait until the worker's main thread (the event loop) has been running, not
+        sleeping, for `sustained` seconds: applying a batch, rather than a short fetch."""
         assert self.process is not None
         stat = Path(f"/proc/{self.process.process.pid}/stat")
         deadline = time.monotonic() + timeout
+        running_since: float | None = None
         while time.monotonic() < deadline:
+            state = ""
             with contextlib.suppress(OSError, IndexError):
-                if stat.read_text().rsplit(")", 1)[1].split()[0] == "R":
-                    return True
+                state = stat.read_text().rsplit(")", 1)[1].split()[0]
+            if state != "R":
+                running_since = None
+            elif running_since is None:
+                running_since = time.monotonic()
+            elif time.monotonic() - running_since >= sustained:
+                return True
             time.sleep(0.001)
         return False
 
@@ -643,7 +651,8 @@ def print_report(result: dict[str, Any], say: Callable[[str], None]) -> None:
     s = result["states"]
     say(
         f"  states: {s['stored']} stored, max revision {s['max_revision']},"
-        f" {s['pending_left']} with a pending flag; revision samples {result['revision_samples']}"
+        f" {s['pending_left']} with a pending flag; revision samples {result['revision_samples']};"
+        f" owner claims per partition {s['owner_claims']}"
     )
     if result["ok"]:
         say("OK: everything reconciles")

@@ -7,17 +7,23 @@ as one line on stderr and a non-zero exit code, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import io
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
 from bordermon import __version__
+from bordermon.jsonl import InputError
 from bordermon.progress import Progress
 from bordermon.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
 
 PROG = "bordermon"
 
@@ -49,6 +55,17 @@ def add_settings_options(parser: argparse.ArgumentParser, *names: str) -> None:
         "destinations_of_concern": ("CC,CC", "destinations of concern (default RU)"),
         "watchlists": ("SRC,SRC", "watchlists: builtin:chpl and/or CSV files (hs6,tier,...)"),
         "state_ttl": ("DURATION", "state expiry after a consignment's last event"),
+        "rules": (
+            "RULE,RULE",
+            "rules to run (default transit-to-ru,relabel-to-ru,export-without-permit)",
+        ),
+        "relabel_window": ("DURATION", "window of relabel-to-ru (default 90d)"),
+        "export_controls": (
+            "SRC,SRC",
+            "export-control lists: builtin:chpl-tiers-1-2 (default) and/or CSV files",
+        ),
+        "link_state_ttl": ("DURATION", "link-key state expiry after its last sighting"),
+        "links_topic": ("TOPIC", "internal link-sightings topic (default bordermon.links)"),
         "metrics_port": ("PORT", "port of /metrics (0 disables; default 9108)"),
     }
     for name in names:
@@ -79,13 +96,56 @@ def open_input(path: str) -> IO[bytes]:
         raise CommandError(f"cannot read {path}: {error.strerror}") from None
 
 
+class _ReportingSink(io.RawIOBase):
+    """Writes through to `target` at once; a write error (a full disk, a quota) becomes one
+    `CommandError` naming the output, and whatever is written after it is dropped, so that
+    closing or flushing at exit does not report it a second time."""
+
+    def __init__(self, target: IO[bytes], name: str, *, owned: bool) -> None:
+        super().__init__()
+        self._target = target
+        self._name = name
+        self._owned = owned
+        self._failed = False
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Buffer) -> int:
+        view = memoryview(data).cast("B")
+        size = view.nbytes
+        if not self._failed:
+            try:
+                while view:
+                    view = view[self._target.write(view) or 0 :]
+                self._target.flush()
+            except BrokenPipeError:
+                raise  # `| head`: main() treats the reader leaving as normal
+            except OSError as error:
+                self._failed = True
+                raise CommandError(f"cannot write {self._name}: {error.strerror}") from None
+        return size
+
+    def close(self) -> None:
+        if not self.closed and self._owned:
+            with contextlib.suppress(OSError):
+                self._target.close()
+        super().close()
+
+
 def open_output(path: str) -> IO[bytes]:
+    """A buffered output (`-`: stdout) whose write errors end the command as one line."""
     if path == "-":
-        return sys.stdout.buffer
-    try:
-        return Path(path).open("wb")
-    except OSError as error:
-        raise CommandError(f"cannot write {path}: {error.strerror}") from None
+        sys.stdout.flush()
+        buffer = sys.stdout.buffer
+        sink = _ReportingSink(getattr(buffer, "raw", buffer), "to stdout", owned=False)
+    else:
+        try:
+            target = Path(path).open("wb", buffering=0)  # noqa: SIM115 - the sink closes it
+        except OSError as error:
+            raise CommandError(f"cannot write {path}: {error.strerror}") from None
+        sink = _ReportingSink(target, f"to {path}", owned=True)
+    return io.BufferedWriter(sink, buffer_size=1 << 16)
 
 
 # --- replay -----------------------------------------------------------------------------------
@@ -110,12 +170,20 @@ def _configure_replay(parser: argparse.ArgumentParser) -> None:
         " names) to FILE",
     )
     add_settings_options(
-        parser, "window", "monitored_country", "destinations_of_concern", "watchlists"
+        parser,
+        "window",
+        "monitored_country",
+        "destinations_of_concern",
+        "watchlists",
+        "rules",
+        "relabel_window",
+        "export_controls",
     )
 
 
 def _run_replay(args: argparse.Namespace) -> int:
-    from bordermon.core.pipeline import Accepted, BatchOutcome, Reject, Tally
+    from bordermon.core.flag import Flag
+    from bordermon.core.pipeline import Accepted, Reject, Tally
     from bordermon.replay import replay
 
     settings = load_settings(args)
@@ -144,15 +212,16 @@ def _run_replay(args: argparse.Namespace) -> int:
 
         metrics_file = open_output(args.metrics)
 
-        def on_outcome(accepted: list[Accepted], outcome: BatchOutcome) -> None:
+        def on_outcome(accepted: list[Accepted], flags: list[Flag]) -> None:
             metrics.record_events(item.event for item in accepted)
-            for flag, _ in outcome.flags:
+            for flag in flags:
                 metrics.record_flag(flag)
 
+    flags_out = open_output("-")
     try:
         result = replay(
             source,
-            sys.stdout.buffer,
+            flags_out,
             config,
             on_reject=on_reject,
             on_batch=on_batch,
@@ -162,7 +231,7 @@ def _run_replay(args: argparse.Namespace) -> int:
         progress.done()
         if rejects_file is not None:
             rejects_file.close()
-    sys.stdout.buffer.flush()
+    flags_out.flush()
     if args.metrics:
         metrics.record_rejects(result.tally.rejected.elements(), dead_lettered=False)
         metrics.EVENTS_DUPLICATE.inc(result.tally.duplicates)
@@ -179,13 +248,16 @@ def _replay_summary(result: Any, settings: Settings) -> str:
     severities = ", ".join(
         f"{sev} {tally.flags[sev]}" for sev in ("high", "medium", "low") if tally.flags[sev]
     )
+    by_rule = ", ".join(f"{rule} {count}" for rule, count in sorted(tally.flags_by_rule.items()))
     lines = [
         f"replay: {tally.read:,} events read in {result.seconds:.2f} s ({rate:,.0f} events/s)",
         f"  accepted    {tally.accepted:,}",
         f"  duplicates  {tally.duplicates:,}",
         f"  rejected    {tally.rejected_total:,}" + (f" ({rejected})" if rejected else ""),
         f"  flags       {sum(tally.flags.values()):,}" + (f" ({severities})" if severities else ""),
-        f"  consignments {result.consignments:,}; window {settings.describe()['window_ns']},"
+        *([f"    by rule   {by_rule}"] if by_rule else []),
+        f"  consignments {result.consignments:,}; link keys {result.link_keys:,};"
+        f" window {settings.describe()['window_ns']},"
         f" destinations {','.join(sorted(settings.destinations_of_concern))}",
     ]
     if result.blank_lines:
@@ -200,7 +272,7 @@ Handler = Callable[[argparse.Namespace], int]
 # name -> (module, help). Modules expose configure_parser(parser) and run(args) -> int; they
 # are imported when the parser is built, so each keeps heavy imports inside `run`.
 _MODULE_COMMANDS: dict[str, tuple[str, str]] = {
-    "simulate": ("bordermon.scanner.simulator", "write realistic synthetic crossing events"),
+    "simulate": ("bordermon.simulate", "write realistic synthetic crossing events"),
     "publish": (
         "bordermon.scanner.publisher",
         "publish JSONL crossing events to Kafka, validated, as a scanner does",
@@ -260,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code: int = args.handler(args)
-    except (SettingsError, CommandError) as error:
+    except (SettingsError, CommandError, InputError) as error:
         print(f"{PROG}: {error}", file=sys.stderr)
         return getattr(error, "exit_code", 2)
     except KeyboardInterrupt:

@@ -5,6 +5,10 @@ declared here; a test checks that. Conventions: `bordermon_` prefix, base units 
 bytes), `_total` on counters, and no consignment or event ids as labels. Label values that
 come from input are bounded: checkpoints outside the reference list become `other`, and HS
 codes are reduced to their 2-digit chapter.
+
+Every label set a dashboard or an alert reads exists from start-up at 0 (`_precreate`, at
+import): a panel shows 0 rather than "No data", and `rate()`/`increase()` count the first
+event too (a series born at 1 loses it). The `_created` series are off: nothing reads them.
 """
 
 from __future__ import annotations
@@ -12,21 +16,55 @@ from __future__ import annotations
 import csv
 from collections import Counter as Tally
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from importlib import resources
+from typing import Any
 
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram, Info, generate_latest
+from prometheus_client import (
+    REGISTRY,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    disable_created_metrics,
+    generate_latest,
+)
 
 from bordermon import __version__
-from bordermon.core.crossing import CrossingEvent
+from bordermon.core.countries import ASSIGNED_ALPHA2
+from bordermon.core.crossing import CrossingEvent, Direction
 from bordermon.core.flag import Flag
-from bordermon.core.timestamps import NANOS_PER_SECOND
+
+disable_created_metrics()  # type: ignore[no-untyped-call]  # before any metric: no *_created
+
+RULES = ("transit-to-ru", "relabel-to-ru", "export-without-permit")
+"""The detection rules of SPEC §4, the values of the `rule` label."""
+RULES_WITH_ENTRY = ("transit-to-ru", "relabel-to-ru")
+"""The rules whose flags report an entry, hence an origin and a dwell time."""
+SEVERITIES = ("high", "medium", "low")
+VALIDATION_REASONS = (
+    "invalid_json",
+    "not_an_object",
+    "too_large",
+    "not_a_crossing",
+    "key_mismatch",
+)
+"""SPEC §3's validation reasons that name no field (`missing_field:<name>` and
+`invalid_field:<name>` series appear with their first occurrence)."""
+DEAD_LETTER_REASONS = (*VALIDATION_REASONS, "internal_error")
+"""Dead letters also hold events whose processing failed (SPEC §6)."""
+STORE_ERROR_KINDS = ("unavailable",)
+SAVE_REFUSALS = ("fenced", "conflict")
+"""Why the state store refused a save (SPEC §6 single writer); not outages."""
+REDIS_OPERATIONS = ("load", "save")
 
 # Scan-to-flag target is sub-second: resolve well below it and show the tail above it.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 FAST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 DAY_S = 86_400.0
 # Dwell buckets at day marks (in seconds, the base unit): dashboards divide by 86400.
-DWELL_BUCKETS = tuple(days * DAY_S for days in (0.5, 1, 2, 3, 5, 7, 10, 14, 21, 30, 45, 60))
+# 30 days is transit-to-ru's default window, 90 days relabel-to-ru's.
+DWELL_BUCKETS = tuple(days * DAY_S for days in (0.5, 1, 2, 3, 5, 7, 10, 14, 21, 30, 45, 60, 90))
 BATCH_SIZE_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500)
 
 EVENTS_CONSUMED = Counter(
@@ -50,13 +88,14 @@ FLAGS = Counter(
 )
 FLAGS_BY_ORIGIN = Counter(
     "bordermon_flags_by_origin_total",
-    "Flags by the origin country of the reported entry (ISO alpha-2).",
+    "Flags by the origin country of the reported entry (ISO alpha-2); flags without an entry"
+    " (export-without-permit) are not counted here.",
     ["origin"],
 )
 FLAGS_BY_HS_CHAPTER = Counter(
     "bordermon_flags_by_hs_chapter_total",
-    "Flags by HS chapter (first 2 digits) of the consignment's goods; a flag counts once per"
-    " chapter.",
+    "Flags by HS chapter (first 2 digits) of the codes that counted for severity; a flag"
+    " counts once per chapter.",
     ["chapter"],
 )
 DEAD_LETTERS = Counter(
@@ -82,12 +121,15 @@ REDIS_ROUND_TRIP = Histogram(
 )
 SCAN_TO_FLAG = Histogram(
     "bordermon_scan_to_flag_seconds",
-    "From the Kafka timestamp of the scan that completed the pair to the flag acknowledged.",
+    "From the Kafka timestamp of the scan that raised the flag to the flag acknowledged, by rule.",
+    ["rule"],
     buckets=LATENCY_BUCKETS,
 )
 FLAG_DWELL = Histogram(
     "bordermon_flag_dwell_seconds",
-    "Time between entry and exit of flagged consignments (buckets at 0.5-60 days).",
+    "Time between the reported entry and exit of flags that have an entry (buckets at"
+    " 0.5-90 days), by rule.",
+    ["rule"],
     buckets=DWELL_BUCKETS,
 )
 CONSIGNMENTS_IN_STATE = Gauge(
@@ -104,10 +146,20 @@ STORE_ERRORS = Counter(
     "State store failures (each retried), by kind.",
     ["kind"],
 )
+SAVES_REFUSED = Counter(
+    "bordermon_state_saves_refused_total",
+    "Saves the state store refused by its single-writer checks, by reason: `fenced` (this"
+    " worker lost the partition to another) or `conflict` (another writer changed the state"
+    " since it was read; the batch is re-applied). Not outages.",
+    ["reason"],
+)
 BUILD_INFO = Info("bordermon_build", "Version of the running bordermon.")
 CONFIG_INFO = Info("bordermon_config", "Detection configuration in force (no secrets).")
 
 BUILD_INFO.info({"version": __version__})
+
+HS_CHAPTERS = tuple(f"{number:02d}" for number in range(100))
+"""Every 2-digit prefix an HS code of 6-10 digits can have (national chapters 98, 99 too)."""
 
 
 def _known_checkpoints() -> frozenset[str]:
@@ -125,6 +177,41 @@ def checkpoint_label(checkpoint: str) -> str:
 
 def hs_chapter(hs_code: str) -> str:
     return hs_code[:2]
+
+
+def _precreate() -> None:
+    """Give every label set the dashboards and alerts read a series at 0, from start-up.
+
+    Labels with values known in advance only: `bordermon_consumer_lag_messages` (per
+    partition) and `bordermon_config_info` are set by the worker as it starts, and
+    `missing_field:*`/`invalid_field:*` reasons appear with their first occurrence.
+    """
+    for checkpoint in sorted(KNOWN_CHECKPOINTS | {"other"}):
+        for direction in Direction:
+            EVENTS_CONSUMED.labels(checkpoint, direction.value)
+    for reason in VALIDATION_REASONS:
+        EVENTS_REJECTED.labels(reason)
+    for reason in DEAD_LETTER_REASONS:
+        DEAD_LETTERS.labels(reason)
+    for rule in RULES:
+        SCAN_TO_FLAG.labels(rule)
+        for severity in SEVERITIES:
+            FLAGS.labels(rule, severity)
+    for rule in RULES_WITH_ENTRY:
+        FLAG_DWELL.labels(rule)
+    for origin in sorted(ASSIGNED_ALPHA2):
+        FLAGS_BY_ORIGIN.labels(origin)
+    for chapter in HS_CHAPTERS:
+        FLAGS_BY_HS_CHAPTER.labels(chapter)
+    for kind in STORE_ERROR_KINDS:
+        STORE_ERRORS.labels(kind)
+    for reason in SAVE_REFUSALS:
+        SAVES_REFUSED.labels(reason)
+    for operation in REDIS_OPERATIONS:
+        REDIS_ROUND_TRIP.labels(operation)
+
+
+_precreate()
 
 
 # --- recording, shared by the worker and `bordermon replay --metrics` ---------------------------
@@ -145,13 +232,54 @@ def record_rejects(reasons: Iterable[str], *, dead_lettered: bool) -> None:
 
 
 def record_flag(flag: Flag, scan_to_flag_s: float | None = None) -> None:
-    FLAGS.labels(flag.rule, flag.severity).inc()
-    FLAGS_BY_ORIGIN.labels(flag.entry.from_country).inc()
-    for chapter in sorted({hs_chapter(code) for code in flag.hs_codes}):
+    """Count one acknowledged flag (SPEC §5). Read from its wire form, so a flag without an
+    entry (`export-without-permit`: `entry`, `dwell_seconds` null) counts by rule and
+    severity and HS chapter only (flags are rare: the dict costs nothing that shows)."""
+    wire: dict[str, Any] = flag.to_dict()
+    rule = str(wire["rule"])
+    FLAGS.labels(rule, wire["severity"]).inc()
+    entry = wire.get("entry")
+    if isinstance(entry, dict):
+        FLAGS_BY_ORIGIN.labels(entry["from_country"]).inc()
+    for chapter in sorted({hs_chapter(code) for code in wire["hs_codes"]}):
         FLAGS_BY_HS_CHAPTER.labels(chapter).inc()
-    FLAG_DWELL.observe((flag.exit.instant_ns - flag.entry.instant_ns) / NANOS_PER_SECOND)
+    dwell = wire.get("dwell_seconds")
+    if dwell is not None:
+        FLAG_DWELL.labels(rule).observe(dwell)
     if scan_to_flag_s is not None:
-        SCAN_TO_FLAG.observe(max(scan_to_flag_s, 0.0))
+        SCAN_TO_FLAG.labels(rule).observe(max(scan_to_flag_s, 0.0))
+
+
+class PrometheusRecorder:
+    """The worker's `Recorder` (bordermon.processor.recorder): into the metrics above."""
+
+    def batch(self, size: int, seconds: float) -> None:
+        BATCH_SIZE.observe(size)
+        BATCH_DURATION.observe(seconds)
+
+    def rejects(self, reasons: Iterable[str], *, dead_lettered: bool) -> None:
+        record_rejects(reasons, dead_lettered=dead_lettered)
+
+    def events(self, events: Iterable[CrossingEvent]) -> None:
+        record_events(events)
+
+    def duplicates(self, count: int) -> None:
+        EVENTS_DUPLICATE.inc(count)
+
+    def flag(self, flag: Flag, scan_to_flag_s: float | None) -> None:
+        record_flag(flag, scan_to_flag_s)
+
+    def store_unavailable(self) -> None:
+        STORE_ERRORS.labels("unavailable").inc()
+
+    def save_refused(self, reason: str, count: int = 1) -> None:
+        SAVES_REFUSED.labels(reason).inc(count)
+
+    def round_trip(self, operation: str) -> AbstractContextManager[object]:
+        return REDIS_ROUND_TRIP.labels(operation).time()
+
+
+PROMETHEUS = PrometheusRecorder()
 
 
 def exposition() -> bytes:

@@ -18,12 +18,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit
 
+from bordermon.core.config import DAY_NS, DetectionConfig
 from bordermon.core.countries import normalize_country
-from bordermon.core.rule import DAY_NS, DetectionConfig
+from bordermon.core.rules import ALL_RULES, check_rule_names
 from bordermon.core.timestamps import NANOS_PER_SECOND
-from bordermon.core.watchlist import BUILTIN_CHPL, WatchlistError, load_watchlist
+from bordermon.core.watchlist import (
+    BUILTIN_CHPL,
+    BUILTIN_CHPL_TIERS_1_2,
+    WatchlistError,
+    load_export_controls,
+    load_watchlist,
+)
 
 ENV_PREFIX = "BORDERMON_"
 
@@ -53,6 +60,29 @@ def parse_duration_ns(text: str) -> int:
     whole, _, frac = number.partition(".")
     scale: int = 10 ** len(frac)
     return (int(whole) * scale + int(frac or 0)) * _UNIT_NS[unit] // scale
+
+
+_DISPLAY_UNITS = (
+    ("d", DAY_NS),
+    ("h", _UNIT_NS["h"]),
+    ("m", _UNIT_NS["m"]),
+    ("s", NANOS_PER_SECOND),
+)
+
+
+def format_duration(ns: int) -> str:
+    """A duration as people write it, in the largest unit that is exact: `30d`, `12h`, `90s`,
+    `250ms`; the inverse of `parse_duration_ns` (`format_duration(parse_duration_ns(t))` parses
+    back to the same value)."""
+    if ns == 0:
+        return "0s"
+    for unit, size in _DISPLAY_UNITS:
+        if ns % size == 0:
+            return f"{ns // size}{unit}"
+    if ns % _UNIT_NS["ms"] == 0:
+        return f"{ns // _UNIT_NS['ms']}ms"
+    whole, rest = divmod(ns, NANOS_PER_SECOND)
+    return f"{whole}.{rest:09d}".rstrip("0") + "s"
 
 
 def _duration(value: object) -> int:
@@ -88,6 +118,60 @@ def _string_list(value: object) -> tuple[str, ...]:
     return tuple(str(item).strip() for item in items if str(item).strip())
 
 
+def _watchlists(value: object) -> tuple[str, ...]:
+    sources = _string_list(value)
+    if not sources:
+        # No list would make every flag `low`: never what a person means by an empty value.
+        raise ValueError(
+            f"no watchlist given; name at least one: {BUILTIN_CHPL} and/or CSV files"
+            " (hs6,tier,description), comma-separated"
+        )
+    return sources
+
+
+REDIS_URL_FORMS = (
+    "redis://[[user]:password@]host[:port][/db], rediss://... (TLS)"
+    " or unix://[[user]:password@]/path/to/socket[?db=N]"
+)
+
+
+def _redis_url(value: object) -> str:
+    """Checked here, as redis-py would read it, so that every command fails the same way and
+    before connecting: redis-py raises a traceback-worthy ValueError for a bad scheme or port,
+    and silently uses DB 0 for `redis://host:6379/abc`."""
+    url = _text(value)
+
+    def bad(why: str) -> ValueError:
+        return ValueError(f"{mask_url(url)!r} {why}; expected {REDIS_URL_FORMS}")
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix") or not url.startswith(f"{parts.scheme}://"):
+        raise bad("is not a Redis URL")
+    try:
+        port_ok = parts.port != 0  # urllib checks the digits and the range when it is read
+    except ValueError:
+        port_ok = False
+    if not port_ok:
+        port = parts.netloc.rpartition("@")[2].rpartition(":")[2]
+        raise bad(f"has port {port!r}, not a number from 1 to 65535")
+    databases = parse_qs(parts.query).get("db", [])
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise bad("names no socket path")
+    elif parts.path.strip("/"):
+        databases.append(parts.path.strip("/"))
+    for text in databases:
+        if not (text.isascii() and text.isdigit()):
+            raise bad(f"has database {text!r}, not a number")
+    return url
+
+
+def _rule_list(value: object) -> frozenset[str]:
+    names = _string_list(value)
+    check_rule_names(names)
+    return frozenset(names)
+
+
 def _port(value: object) -> int:
     port = int(str(value))
     if not 0 <= port <= 65535:
@@ -114,24 +198,32 @@ _SENTINEL_TTL = -1
 # name -> parser. The order is the order of `describe()`.
 _PARSERS: dict[str, Callable[[Any], Any]] = {
     "kafka_bootstrap": _text,
-    "redis_url": _text,
+    "redis_url": _redis_url,
     "crossings_topic": _text,
     "flags_topic": _text,
     "dead_letter_topic": _text,
+    "links_topic": _text,
     "consumer_group": _text,
     "window": _duration,
     "monitored_country": _country,
     "destinations_of_concern": _country_list,
-    "watchlists": _string_list,
+    "watchlists": _watchlists,
     "state_ttl": _duration,
+    "rules": _rule_list,
+    "relabel_window": _duration,
+    "export_controls": _string_list,
+    "link_state_ttl": _duration,
     "dedup_memory": _positive_int,
     "batch_max_events": _positive_int,
     "batch_max_wait": _duration,
     "metrics_port": _port,
 }
+_EMPTY_ENV_REFUSED = frozenset({"watchlists"})
 _FIELD_ALIASES = {
     "window": "window_ns",
     "state_ttl": "state_ttl_ns",
+    "relabel_window": "relabel_window_ns",
+    "link_state_ttl": "link_state_ttl_ns",
     "batch_max_wait": "batch_max_wait_ns",
 }
 
@@ -145,6 +237,7 @@ class Settings:
     crossings_topic: str = "bordermon.crossings"
     flags_topic: str = "bordermon.flags"
     dead_letter_topic: str = "bordermon.crossings.dlq"
+    links_topic: str = "bordermon.links"
     consumer_group: str = "bordermon-worker"
     window_ns: int = 30 * DAY_NS
     monitored_country: str = "KZ"
@@ -152,6 +245,11 @@ class Settings:
     watchlists: tuple[str, ...] = (BUILTIN_CHPL,)
     # Default: the window plus 7 days after the consignment's last event (SPEC §6).
     state_ttl_ns: int = _SENTINEL_TTL
+    rules: frozenset[str] = frozenset(ALL_RULES)
+    relabel_window_ns: int = 90 * DAY_NS
+    export_controls: tuple[str, ...] = (BUILTIN_CHPL_TIERS_1_2,)
+    # Default: the relabel window plus 7 days after the link key's last sighting.
+    link_state_ttl_ns: int = _SENTINEL_TTL
     dedup_memory: int = 1024
     batch_max_events: int = 500
     batch_max_wait_ns: int = 50_000_000
@@ -163,6 +261,13 @@ class Settings:
         if self.state_ttl_ns < self.window_ns:
             raise SettingsError(
                 "state_ttl must be at least the window, or an entry could expire before its exit"
+            )
+        if self.link_state_ttl_ns == _SENTINEL_TTL:
+            object.__setattr__(self, "link_state_ttl_ns", self.relabel_window_ns + 7 * DAY_NS)
+        if self.link_state_ttl_ns < self.relabel_window_ns:
+            raise SettingsError(
+                "link_state_ttl must be at least relabel_window, or an entry could expire"
+                " before its exit"
             )
         if self.monitored_country in self.destinations_of_concern:
             raise SettingsError(
@@ -189,7 +294,11 @@ class Settings:
                 raw[name] = (value, f"{name} in {path}")
         for name in _PARSERS:
             env_name = ENV_PREFIX + name.upper()
-            if environ.get(env_name, "") != "":
+            # An empty variable counts as unset (`${VAR:-}` in scripts), except where the
+            # default would silently replace what the person set: an empty list of watchlists.
+            if environ.get(env_name, "") != "" or (
+                name in _EMPTY_ENV_REFUSED and env_name in environ
+            ):
                 raw[name] = (environ[env_name], env_name)
         for name, value in (overrides or {}).items():
             if value is not None:
@@ -208,6 +317,7 @@ class Settings:
         """The core's configuration; reads the watchlist files."""
         try:
             watchlist = load_watchlist(self.watchlists)
+            export_controls = load_export_controls(self.export_controls)
         except WatchlistError as error:
             raise SettingsError(str(error)) from None
         return DetectionConfig(
@@ -216,11 +326,18 @@ class Settings:
             monitored_country=self.monitored_country,
             destinations_of_concern=self.destinations_of_concern,
             dedup_memory=self.dedup_memory,
+            rules=self.rules,
+            relabel_window_ns=self.relabel_window_ns,
+            export_controls=export_controls,
         )
 
     @property
     def state_ttl_seconds(self) -> int:
         return max(1, -(-self.state_ttl_ns // NANOS_PER_SECOND))
+
+    @property
+    def link_state_ttl_seconds(self) -> int:
+        return max(1, -(-self.link_state_ttl_ns // NANOS_PER_SECOND))
 
     def describe(self) -> dict[str, str]:
         """Every setting as text for people, with secrets masked."""
@@ -228,7 +345,7 @@ class Settings:
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name.endswith("_ns"):
-                text = f"{value / NANOS_PER_SECOND:g}s"
+                text = format_duration(value)
             elif isinstance(value, frozenset | tuple):
                 text = ",".join(sorted(value) if isinstance(value, frozenset) else value)
             else:
@@ -240,14 +357,20 @@ class Settings:
 
 
 def mask_url(url: str) -> str:
-    """`redis://:secret@host:6379/0` -> `redis://:***@host:6379/0`."""
-    parts = urlsplit(url)
-    if parts.password is None:
+    """`redis://:secret@host:6379/0` -> `redis://:***@host:6379/0`.
+
+    Works on text, not on a parsed URL, so that a malformed URL (a bad port, no scheme) is
+    masked too before it is shown in an error message.
+    """
+    start = url.find("://")
+    start = 0 if start < 0 else start + 3
+    at = url.rfind("@", start)
+    if at < 0:
         return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    user, colon, _ = url[start:at].partition(":")
+    if not colon:
+        return url
+    return f"{url[:start]}{user}:***{url[at:]}"
 
 
 def _read_config_file(path: Path) -> dict[str, object]:

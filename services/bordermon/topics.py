@@ -31,7 +31,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-ROLES: tuple[str, ...] = ("crossings", "flags", "dead_letter")
+ROLES: tuple[str, ...] = ("crossings", "flags", "dead_letter", "links")
 """Every declarations file declares each role exactly once."""
 TOPICS_FILE_ENV = "BORDERMON_TOPICS_FILE"
 DEFAULT_BOOTSTRAP = "localhost:9092"

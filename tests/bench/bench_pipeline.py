@@ -888,7 +888,7 @@ def measure_latency(run: Run, rate: float, seconds: float, seed: int, compressio
     """Flags' arrival at a subscriber minus the produce time of the scan that completed the
     pair, with scans offered at `rate` for `seconds` to a worker that is already caught up."""
     from bordermon.scanner.publisher import ScannerPublisher
-    from bordermon.scanner.simulator import SimulationSpec, generate
+    from bordermon.simulate import SimulationSpec, generate
 
     topics = run.topic_set("latency")
     run.redis_flush()
@@ -983,8 +983,8 @@ def measure_redis(run: Run, consignments: int, seed: int) -> Row:
 
     from bordermon.core.crossing import parse_crossing
     from bordermon.core.state import ConsignmentState, apply
-    from bordermon.scanner.simulator import SimulationSpec, generate
     from bordermon.settings import Settings
+    from bordermon.simulate import SimulationSpec, generate
     from bordermon.stores.redis_store import DEFAULT_PREFIX, RedisStore
 
     settings = Settings.load({})

@@ -203,7 +203,8 @@ def redis_client(redis_test_url: str) -> Iterator[redis.Redis[bytes]]:
 
 @dataclass(frozen=True)
 class TestTopics:
-    """Topic names of one test, by role (SPEC §2 roles: crossings, flags, dead_letter)."""
+    """Topic names of one test, by role (SPEC §2 roles: crossings, flags, dead_letter, and the
+    internal links topic)."""
 
     names: dict[str, str]
     declarations: tuple[TopicDeclaration, ...]
@@ -221,6 +222,10 @@ class TestTopics:
     @property
     def dead_letter(self) -> str:
         return self.names["dead_letter"]
+
+    @property
+    def links(self) -> str:
+        return self.names["links"]
 
     def declaration(self, role: str) -> TopicDeclaration:
         return next(d for d in self.declarations if d.role == role)

@@ -39,6 +39,7 @@ class WorkerProcess:
         return self.log_path.read_text(errors="replace")
 
     def wait_ready(self, timeout: float = 60.0) -> None:
+        """Until faust says Ready (it has joined its group and been assigned partitions)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if "Worker]: Ready" in self.log():
@@ -73,6 +74,7 @@ def worker_env(
             "BORDERMON_CROSSINGS_TOPIC": topics["crossings"],
             "BORDERMON_FLAGS_TOPIC": topics["flags"],
             "BORDERMON_DEAD_LETTER_TOPIC": topics["dead_letter"],
+            "BORDERMON_LINKS_TOPIC": topics["links"],
             "BORDERMON_CONSUMER_GROUP": group,
             "BORDERMON_METRICS_PORT": "0",
         }
@@ -84,11 +86,16 @@ def worker_env(
 WORKER_COMMAND = (sys.executable, "-m", "bordermon", "worker")
 POISONED_WORKER_COMMAND = (sys.executable, str(Path(__file__).with_name("poisoned_worker.py")))
 """A worker with a planted bug: events whose id starts with `poison` fail to apply."""
+DYING_WORKER_COMMAND = (sys.executable, str(Path(__file__).with_name("dying_worker.py")))
+"""A worker that SIGKILLs itself once, between the two stages (see dying_worker.py)."""
 
 
 @contextmanager
 def running_worker(
-    env: dict[str, str], log_path: Path, command: Iterable[str] = WORKER_COMMAND
+    env: dict[str, str],
+    log_path: Path,
+    command: Iterable[str] = WORKER_COMMAND,
+    ready_timeout: float = 60.0,
 ) -> Iterator[WorkerProcess]:
     with log_path.open("ab") as log:
         process = subprocess.Popen(
@@ -99,7 +106,7 @@ def running_worker(
         )
     worker = WorkerProcess(process, log_path)
     try:
-        worker.wait_ready()
+        worker.wait_ready(ready_timeout)
         yield worker
     finally:
         worker.stop()
@@ -119,9 +126,14 @@ def publish_lines(bootstrap: str, topic: str, lines: Iterable[bytes]) -> int:
 
 
 def publish_keyed(
-    bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes]]
+    bootstrap: str,
+    topic: str,
+    records: Iterable[tuple[bytes | None, bytes]],
+    partitioner: str = "murmur2_random",
 ) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, **QUIET})
+    """As a scanner would, with librdkafka's `partitioner` (the Java client's murmur2 unless
+    told otherwise; `consistent_random` is librdkafka's CRC32 default)."""
+    producer = Producer({"bootstrap.servers": bootstrap, "partitioner": partitioner, **QUIET})
     for key, value in records:
         producer.produce(topic, value, key=key)
     assert producer.flush(30) == 0

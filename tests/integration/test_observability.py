@@ -39,7 +39,7 @@ from bordermon import stack
 from bordermon.core import DetectionConfig, load_watchlist
 from bordermon.core.pipeline import Reject
 from bordermon.replay import replay
-from bordermon.scanner.simulator import SimulationSpec, generate
+from bordermon.simulate import SimulationSpec, generate
 from bordermon.topics import admin_client, apply_topics, load_declarations
 
 pytestmark = pytest.mark.integration
@@ -60,6 +60,7 @@ GRAFANA_VALUES = {
 CORE_PANELS = [
     ("border-flow.json", "Crossings per checkpoint and direction"),
     ("border-flow.json", "Flags per severity"),
+    ("border-flow.json", "Flags per rule"),
     ("pipeline-health.json", "Dead letters by reason"),
     ("pipeline-health.json", "Scan-to-flag latency"),
     ("pipeline-health.json", "Batch duration"),
@@ -175,7 +176,9 @@ class Prometheus:
         return float(result[0]["value"][1]) if result else None
 
     def by_label(self, expr: str, label: str, at: float) -> dict[str, float]:
-        return {s["metric"].get(label, ""): float(s["value"][1]) for s in self.vector(expr, at)}
+        """Non-zero values by label (series pre-created at 0 from start-up are left out)."""
+        values = {s["metric"].get(label, ""): float(s["value"][1]) for s in self.vector(expr, at)}
+        return {key: value for key, value in values.items() if value}
 
 
 def wait_for(what: str, check: Any, timeout: float = 60.0) -> None:
@@ -330,7 +333,10 @@ def test_prometheus_counts_agree_with_the_topics(observed: Observed) -> None:
     consumed = prometheus.by_label("sum(bordermon_events_consumed_total)", "", at)
     assert consumed == {"": float(observed.published - len(observed.dead_letter_reasons))}
     origins = prometheus.by_label("sum(bordermon_flags_by_origin_total)", "", at)
-    assert origins == {"": float(len(observed.flags))}  # one origin per flag
+    with_entry = [flag for flag in observed.flags if flag.get("entry") is not None]
+    assert origins == ({"": float(len(with_entry))} if with_entry else {})  # one per entry
+    rules = prometheus.by_label("sum by (rule) (bordermon_flags_total)", "rule", at)
+    assert rules == Counter(flag["rule"] for flag in observed.flags)
 
 
 @pytest.mark.parametrize(

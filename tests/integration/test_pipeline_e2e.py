@@ -25,7 +25,7 @@ from harness import (
 
 from bordermon.core import DetectionConfig, load_watchlist
 from bordermon.replay import replay
-from bordermon.scanner.simulator import SimulationSpec, generate
+from bordermon.simulate import SimulationSpec, generate
 from bordermon.stores.redis_store import split_revision
 
 pytestmark = pytest.mark.integration
@@ -116,13 +116,22 @@ def test_scenario_gives_exact_flags_dead_letters_and_state(
     publish_keyed(kafka_bootstrap, unique_topics.crossings, records)
     env = worker_env(kafka_bootstrap, redis_test_url, unique_topics.names, f"g-{uuid.uuid4()}")
     with running_worker(env, tmp_path / "worker.log"):
-        flag_messages = read_topic(kafka_bootstrap, unique_topics.flags, until_count=1)
+        flag_messages = read_topic(kafka_bootstrap, unique_topics.flags, until_count=3)
         dead = read_topic(kafka_bootstrap, unique_topics.dead_letter, until_count=3)
 
-    [flag] = flags_of(flag_messages)
-    assert flag_messages[0].key() == b"A"
-    assert flag["flag_id"] == replay_flags([r[1] for r in records]).popitem()[0]
+    flags = {(f["rule"], f["consignment_id"]): f for f in flags_of(flag_messages)}
+    # A: transit, and its exit of CHPL goods has no permit; B: Russian goods returning are no
+    # transit, but their exit without a permit is export-without-permit.
+    assert sorted(flags) == [
+        ("export-without-permit", "A"),
+        ("export-without-permit", "B"),
+        ("transit-to-ru", "A"),
+    ]
+    assert {f["flag_id"] for f in flags.values()} == set(replay_flags([r[1] for r in records]))
+    assert {m.key() for m in flag_messages} == {b"A", b"B"}
+    flag = flags["transit-to-ru", "A"]
     assert (flag["entry"]["event_id"], flag["exit"]["event_id"]) == ("a-e", "a-x")
+    assert flags["export-without-permit", "A"]["exit"]["event_id"] == "a-x"
     assert flag["dwell_seconds"] == 3 * 86400 + 3600 * 2  # 04:00Z -> 06:00Z three days later
     assert flag["severity"] == "high"
     assert flag["reasons"] == ["chpl:1:854231", "declared-destination:KZ"]
@@ -140,7 +149,8 @@ def test_scenario_gives_exact_flags_dead_letters_and_state(
     revision, stored_a = split_revision(redis_client.get(STATE_PREFIX + b"A") or b"{}")
     state_a = orjson.loads(stored_a)
     assert revision >= 2  # saved with the flag pending, then with it acknowledged
-    assert state_a["f"] == ["transit-to-ru"] and "p" not in state_a and state_a["n"] == 2
+    assert state_a["f"] == ["export-without-permit", "transit-to-ru"]
+    assert "p" not in state_a and state_a["n"] == 2
     assert redis_client.exists(STATE_PREFIX + b"B") and redis_client.exists(STATE_PREFIX + b"C")
     assert not redis_client.exists(STATE_PREFIX + b"D")
     ttl = redis_client.ttl(STATE_PREFIX + b"A")

@@ -8,6 +8,7 @@ once the lead has registered them, and through the module's own parser until the
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 import time
 import uuid
@@ -17,6 +18,7 @@ from typing import Any
 
 import orjson
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
 import bordermon.alerts.subscriber as flags_command
@@ -78,6 +80,44 @@ def flag(consignment_id: str, severity: str = "high") -> dict[str, Any]:
         "window_seconds": 30 * 86_400,
         "hs_codes": ["854231"],
         "detected_at": "2024-03-04T10:00:01Z",
+    }
+
+
+def flag_v2(consignment_id: str, rule: str) -> dict[str, Any]:
+    """A flag/2 of relabel-to-ru (from A-9 through a container) or export-without-permit."""
+    base = flag(consignment_id)
+    sighting = {"consignment_id": consignment_id}
+    doc: dict[str, Any] = {
+        "schema": "flag/2",
+        "rule": rule,
+        "consignment_id": consignment_id,
+        "severity": "medium",
+        "reasons": ["chpl:3.A:847150"],
+        "entry": {**base["entry"], "consignment_id": "A-9", "from_country": "TR"},
+        "exit": {**base["exit"], **sighting},
+        "link": "container:MSKU1234565",
+        "linked_consignment_id": "A-9",
+        "dwell_seconds": 45 * 86_400,
+        "window_seconds": 90 * 86_400,
+        "hs_codes": ["847150"],
+        "detected_at": base["detected_at"],
+    }
+    if rule == "export-without-permit":
+        doc.update(
+            severity="high",
+            reasons=["export-control:1:854231"],
+            entry=None,
+            link=None,
+            linked_consignment_id=None,
+            dwell_seconds=None,
+            window_seconds=None,
+            hs_codes=["854231"],
+        )
+    key = "\n".join([rule, consignment_id, *([doc["link"]] if doc["link"] else [])])
+    return {
+        "schema": doc.pop("schema"),
+        "flag_id": hashlib.sha256(key.encode()).hexdigest()[:32],
+        **doc,
     }
 
 
@@ -185,6 +225,25 @@ def test_published_events_land_keyed_by_consignment_with_the_original_bytes(
     assert keyed_values(messages) == sorted(
         [("CONS-\u00e9".encode(), raw), (b"CONS-2", orjson.dumps(doc))], key=repr
     )
+
+
+def test_each_consignment_lands_in_the_partition_the_java_client_gives_it(
+    kafka_bootstrap: str, topics: dict[str, str]
+) -> None:
+    """SPEC §2: partitioned by murmur2 of the key whatever the client; aiokafka's
+    DefaultPartitioner is the Java client's hash."""
+    ids = [f"CONS-{n}" for n in range(150)] + [f"ТОО «Өскемен» 中国 📦 {n}" for n in range(60)]
+    with ScannerPublisher(kafka_bootstrap, topics["crossings"]) as publisher:
+        partitions = list(range(publisher.check_connection()))
+        for consignment_id in ids:
+            publisher.publish(event(consignment_id=consignment_id))
+        assert publisher.flush(30).ok
+    landed = {
+        (m.key() or b"").decode(): m.partition()
+        for m in read_all(kafka_bootstrap, topics["crossings"])
+    }
+    java = DefaultPartitioner()
+    assert landed == {cid: java(cid.encode(), partitions, partitions) for cid in ids}
 
 
 def test_an_invalid_event_raises_at_once_and_nothing_is_sent(
@@ -402,7 +461,14 @@ def test_flags_command_with_a_group_shows_what_is_new_since_its_last_run(
 def test_flags_command_from_beginning_as_table_and_jsonl(
     kafka_bootstrap: str, topics: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    produce_flags(kafka_bootstrap, topics["flags"], [flag("C-1"), flag("C-2", "low"), flag("C-1")])
+    produced = [
+        flag("C-1"),
+        flag("C-2", "low"),
+        flag("C-1"),
+        flag_v2("C-3", "relabel-to-ru"),
+        flag_v2("C-4", "export-without-permit"),
+    ]
+    produce_flags(kafka_bootstrap, topics["flags"], produced)
     common = ["--kafka-bootstrap", kafka_bootstrap, "--flags-topic", topics["flags"]]
     started = time.monotonic()
     code, out, err = invoke(
@@ -411,18 +477,22 @@ def test_flags_command_from_beginning_as_table_and_jsonl(
     assert time.monotonic() - started < 15
     assert code == 0, err
     rows = out.splitlines()
-    assert rows[0].split() == ["SEVERITY", "CONSIGNMENT", "ROUTE", "DWELL", "REASONS"]
-    assert sorted(row.split()[:4] for row in rows[1:]) == [
-        ["high", "C-1", "CN→KZ→RU", "3.0"],
-        ["low", "C-2", "CN→KZ→RU", "3.0"],
+    header = ["SEVERITY", "RULE", "CONSIGNMENT", "ROUTE", "DWELL", "LINK", "REASONS"]
+    assert rows[0].split() == header
+    assert sorted(row.split()[:5] for row in rows[1:]) == [
+        ["high", "export-without-permit", "C-4", "KZ→RU", "-"],
+        ["high", "transit-to-ru", "C-1", "CN→KZ→RU", "3.0"],
+        ["low", "transit-to-ru", "C-2", "CN→KZ→RU", "3.0"],
+        ["medium", "relabel-to-ru", "C-3", "←", "A-9"],
     ]
     code, out, err = invoke(
         "flags", ["--from-beginning", "--idle-exit", "1", "--no-dedupe", *common], capsys
     )
     assert code == 0, err
     shown = [orjson.loads(line) for line in out.splitlines()]
-    assert sorted(f["consignment_id"] for f in shown) == ["C-1", "C-1", "C-2"]
-    assert shown[0] == flag(shown[0]["consignment_id"], shown[0]["severity"])
+    assert sorted(f["consignment_id"] for f in shown) == ["C-1", "C-1", "C-2", "C-3", "C-4"]
+    by_consignment = {f["consignment_id"]: f for f in produced}
+    assert all(f == by_consignment[f["consignment_id"]] for f in shown)  # flag/1 and flag/2
 
 
 def test_flags_command_names_a_missing_topic(

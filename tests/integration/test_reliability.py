@@ -6,6 +6,7 @@ subprocesses against the real stack.
 
 from __future__ import annotations
 
+import signal
 import time
 import uuid
 from pathlib import Path
@@ -17,6 +18,7 @@ import redis
 from harness import (
     POISONED_WORKER_COMMAND,
     flags_of,
+    publish_keyed,
     publish_lines,
     read_topic,
     running_worker,
@@ -75,3 +77,85 @@ def test_poison_messages_are_dead_lettered_and_cost_their_partition_seconds(
         assert headers["detail"] == b"processing failed: TypeError: Integer exceeds 64-bit range"
         assert headers["source_topic"].decode() == unique_topics.crossings
     assert took < 60, f"{len(poison)} poison messages held the pipeline for {took:.0f}s"
+
+
+def test_a_worker_paused_past_its_session_loses_nothing_when_it_resumes(
+    kafka_bootstrap: str,
+    redis_test_url: str,
+    redis_client: redis.Redis[bytes],
+    unique_topics: Any,
+    tmp_path: Path,
+) -> None:
+    # SIGSTOP is what a long GC pause, a frozen VM or a cut-off network looks like to the group:
+    # the paused worker keeps believing it owns its partitions while another takes them over.
+    lines = simulated_lines(1200, seed=23)
+    expected = replay_flags(lines)
+    half = len(lines) // 2
+    env = worker_env(
+        kafka_bootstrap,
+        redis_test_url,
+        unique_topics.names,
+        f"g-{uuid.uuid4()}",
+        BORDERMON_BATCH_MAX_EVENTS="20",
+    )
+    publish_lines(kafka_bootstrap, unique_topics.crossings, lines[:half])
+    with running_worker(env, tmp_path / "paused.log") as paused:
+        read_topic(kafka_bootstrap, unique_topics.flags, until_count=10, idle=0)
+        paused.process.send_signal(signal.SIGSTOP)
+        try:
+            with running_worker(env, tmp_path / "successor.log", ready_timeout=90):
+                publish_lines(kafka_bootstrap, unique_topics.crossings, lines[half:])
+                # The successor got every partition once the paused worker's session expired.
+                read_topic(kafka_bootstrap, unique_topics.flags, until_count=len(expected))
+                paused.process.send_signal(signal.SIGCONT)
+                time.sleep(15)  # the resumed worker acts on what it had in hand, and rejoins
+                assert paused.process.poll() is None
+                flags = flags_of(read_topic(kafka_bootstrap, unique_topics.flags, idle=3))
+        finally:
+            paused.process.send_signal(signal.SIGCONT)
+
+    assert {f["flag_id"] for f in flags} == set(expected)  # none lost, none new
+    first_seen: dict[str, dict[str, Any]] = {}
+    for flag in flags:
+        assert first_seen.setdefault(flag["flag_id"], flag) == flag
+
+
+def test_one_consignment_on_two_partitions_under_two_workers_loses_nothing(
+    kafka_bootstrap: str,
+    redis_test_url: str,
+    redis_client: redis.Redis[bytes],
+    unique_topics: Any,
+    tmp_path: Path,
+) -> None:
+    # A Java scanner system (murmur2) sends the entries, a client with librdkafka's CRC32
+    # default sends the exits: most consignments then live on two partitions, owned by two
+    # workers whose saves race. Compare-and-set saves must keep every event of both.
+    lines = simulated_lines(600, seed=29)
+    expected = replay_flags(lines)
+    murmur2, crc32 = [], []
+    for line in lines:
+        try:
+            doc = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(doc, dict) and isinstance(doc.get("consignment_id"), str):
+            (crc32 if doc.get("from_country") in ("KZ", "kz") else murmur2).append(
+                (doc["consignment_id"].encode(), line)
+            )
+    env = worker_env(
+        kafka_bootstrap,
+        redis_test_url,
+        unique_topics.names,
+        f"g-{uuid.uuid4()}",
+        BORDERMON_BATCH_MAX_EVENTS="10",
+    )
+    with (
+        running_worker(env, tmp_path / "worker-a.log"),
+        running_worker(env, tmp_path / "worker-b.log"),
+    ):
+        publish_keyed(kafka_bootstrap, unique_topics.crossings, murmur2, "murmur2_random")
+        publish_keyed(kafka_bootstrap, unique_topics.crossings, crc32, "consistent_random")
+        flags = flags_of(
+            read_topic(kafka_bootstrap, unique_topics.flags, until_count=len(expected))
+        )
+    assert {f["flag_id"] for f in flags} == set(expected)

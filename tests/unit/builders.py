@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
 
-from bordermon.core import CrossingEvent, load_watchlist, parse_crossing
+from bordermon.core import (
+    ConsignmentState,
+    CrossingEvent,
+    DetectionConfig,
+    Flag,
+    LinkState,
+    apply,
+    apply_link,
+    decode_link_sighting,
+    decode_link_state,
+    decode_state,
+    encode_link_sighting,
+    encode_link_state,
+    encode_state,
+    load_watchlist,
+    parse_crossing,
+)
 
 CHPL = load_watchlist(["builtin:chpl"])
+TRANSIT_ONLY = frozenset({"transit-to-ru"})
 
 
 def crossing_doc(**fields: Any) -> dict[str, Any]:
@@ -46,3 +64,36 @@ def exit_(event_id: str, at: str, destination: str = "RU", **fields: Any) -> Cro
     return crossing(
         event_id=event_id, from_country="KZ", to_country=destination, observed_at=at, **fields
     )
+
+
+def run_both_stages(
+    events: Iterable[CrossingEvent],
+    config: DetectionConfig,
+    *,
+    round_trip: bool = False,
+    clock: Callable[[], int] = lambda: 0,
+) -> list[tuple[int, Flag]]:
+    """Each event through the consignment stage, then its sightings through the link stage
+    (as replay does with batches of one). With `round_trip`, every state is encoded and
+    decoded between events, and every sighting goes through its wire codec, as in the worker.
+    Returns (arrival index, flag) in detection order."""
+    states: dict[str, ConsignmentState] = {}
+    link_states: dict[str, LinkState] = {}
+    raised: list[tuple[int, Flag]] = []
+    for index, event in enumerate(events):
+        transition = apply(states.get(event.consignment_id), event, config, clock)
+        states[event.consignment_id] = transition.state
+        raised += [(index, flag) for flag in transition.flags]
+        for emitted in transition.sightings:
+            sighting = (
+                decode_link_sighting(encode_link_sighting(emitted)) if round_trip else emitted
+            )
+            link = apply_link(link_states.get(sighting.link), sighting, config, clock)
+            link_states[sighting.link] = link.state
+            raised += [(index, flag) for flag in link.flags]
+        if round_trip:
+            states = {cid: decode_state(encode_state(s)) for cid, s in states.items()}
+            link_states = {
+                k: decode_link_state(encode_link_state(s)) for k, s in link_states.items()
+            }
+    return raised

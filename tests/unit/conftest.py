@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from builders import CHPL
+from builders import CHPL, TRANSIT_ONLY
 
 from bordermon.core import DetectionConfig
 
 
 @pytest.fixture
 def config() -> DetectionConfig:
-    return DetectionConfig(watchlist=CHPL)
+    """`transit-to-ru` alone: the tests that take this fixture are about that rule."""
+    return DetectionConfig(watchlist=CHPL, rules=TRANSIT_ONLY)
 
 
 @pytest.fixture

@@ -233,3 +233,143 @@ def test_detail_names_the_goods_line() -> None:
             orjson.dumps(crossing_doc(goods=[{"hs_code": "854231"}, {"hs_code": "12ab"}]))
         )
     assert "goods[1].hs_code" in caught.value.detail
+
+
+# --- SPEC v2: observed_at bounds, permit_id, batch_id, transport ids, link keys -----------
+
+
+def detail_of_doc(**fields: Any) -> tuple[str, str]:
+    with pytest.raises(InvalidCrossing) as caught:
+        parse_crossing(orjson.dumps(crossing_doc(**fields)))
+    return caught.value.reason, caught.value.detail
+
+
+@pytest.mark.parametrize(
+    "observed_at",
+    [
+        "1999-12-31T23:59:59.999999999Z",
+        "2100-01-01T00:00:00Z",
+        "9999-12-31T23:59:59Z",
+        "0001-01-01T00:00:00Z",
+        # Local times inside the bounds whose UTC instant is outside them.
+        "2000-01-01T04:59:59+05:00",
+        "2099-12-31T23:00:00-01:00",
+    ],
+)
+def test_observed_at_outside_2000_to_2100_is_invalid(observed_at: str) -> None:
+    reason, detail = detail_of_doc(observed_at=observed_at)
+    assert reason == "invalid_field:observed_at"
+    assert "[2000-01-01T00:00:00Z, 2100-01-01T00:00:00Z)" in detail
+
+
+@pytest.mark.parametrize(
+    "observed_at",
+    [
+        "2000-01-01T00:00:00Z",
+        "2099-12-31T23:59:59.999Z",
+        "2099-12-31T23:59:59.999999999Z",
+        # Local times outside the bounds whose UTC instant is inside them.
+        "1999-12-31T23:00:00-01:00",
+        "2100-01-01T04:59:59+05:00",
+    ],
+)
+def test_observed_at_inside_the_bounds_is_accepted(observed_at: str) -> None:
+    assert parse_crossing(orjson.dumps(crossing_doc(observed_at=observed_at)))
+
+
+def test_permit_id_is_optional_and_1_to_64_characters() -> None:
+    assert parse_crossing(orjson.dumps(crossing_doc())).permit_id is None
+    assert parse_crossing(orjson.dumps(crossing_doc(permit_id="P" * 64))).permit_id == "P" * 64
+    for bad in ("", "P" * 65, 42, ["P-1"]):
+        assert reason_of_doc(permit_id=bad) == "invalid_field:permit_id"
+
+
+@pytest.mark.parametrize("batch_id", ["", "B" * 65, "RNPT\n1", "RNPT\x7f", "RNPT\x85", 17, []])
+def test_goods_batch_id_must_be_1_to_64_characters_without_control_characters(
+    batch_id: object,
+) -> None:
+    goods = [{"hs_code": "854231"}, {"hs_code": "854231", "batch_id": batch_id}]
+    reason, detail = detail_of_doc(goods=goods)
+    assert reason == "invalid_field:goods"
+    assert "goods[1].batch_id" in detail
+
+
+@pytest.mark.parametrize("key", ["vehicle_id", "container_id", "seal_id"])
+@pytest.mark.parametrize("value", ["", "X" * 65, 7])
+def test_transport_ids_are_1_to_64_characters(key: str, value: object) -> None:
+    reason, detail = detail_of_doc(transport={key: value})
+    assert reason == "invalid_field:transport"
+    assert f"transport.{key}" in detail
+
+
+def test_transport_ids_of_64_characters_are_accepted() -> None:
+    ids = dict.fromkeys(("vehicle_id", "container_id", "seal_id"), "X" * 64)
+    assert parse_crossing(orjson.dumps(crossing_doc(transport=ids)))
+
+
+def test_invalid_utf8_says_so() -> None:
+    raw = orjson.dumps(crossing_doc()).replace(b"CONS-1", b"CONS-\xff")
+    with pytest.raises(InvalidCrossing) as caught:
+        parse_crossing(raw)
+    assert caught.value.reason == "invalid_json"
+    assert "not valid UTF-8" in caught.value.detail
+    assert "surrogates" not in caught.value.detail
+
+
+def test_broken_json_in_valid_utf8_still_says_json() -> None:
+    with pytest.raises(InvalidCrossing) as caught:
+        parse_crossing(b'{"event_id": ')
+    assert caught.value.detail.startswith("not valid JSON")
+
+
+def keys_of(**fields: Any) -> tuple[str, ...]:
+    return parse_crossing(orjson.dumps(crossing_doc(**fields))).link_keys
+
+
+def test_no_link_keys_without_transport_ids_or_batches() -> None:
+    assert keys_of() == ()
+    assert keys_of(transport={"mode": "road", "vehicle_id": "777ABC02"}) == ()  # not a key
+
+
+def test_link_keys_are_normalised_deduplicated_and_ordered() -> None:
+    keys = keys_of(
+        transport={"container_id": "mscu 123456-7", "seal_id": "kz 0042 17", "vehicle_id": "V1"},
+        goods=[
+            {"hs_code": "854231", "batch_id": "  10702010/010324/0001234/1 "},
+            {"hs_code": "847150"},
+            {"hs_code": "847150", "batch_id": "10702010/010324/0001234/1"},  # same, trimmed
+            {"hs_code": "847150", "batch_id": "rnpt-2"},  # kept as given: case and dashes
+        ],
+    )
+    assert keys == (
+        "container:MSCU1234567",
+        "seal:KZ004217",
+        "batch:10702010/010324/0001234/1",
+        "batch:rnpt-2",
+    )
+
+
+def test_ids_that_normalise_to_nothing_give_no_key() -> None:
+    keys = keys_of(
+        transport={"container_id": " - -", "seal_id": "   "},
+        goods=[{"hs_code": "854231", "batch_id": "   "}],
+    )
+    assert keys == ()
+
+
+def test_a_container_and_a_seal_with_the_same_text_are_two_keys() -> None:
+    assert keys_of(transport={"container_id": "AB1", "seal_id": "ab1"}) == (
+        "container:AB1",
+        "seal:AB1",
+    )
+
+
+def test_hs_codes_stay_one_per_goods_line_in_line_order() -> None:
+    event = parse_crossing(
+        orjson.dumps(
+            crossing_doc(
+                goods=[{"hs_code": "847150"}, {"hs_code": "854231"}, {"hs_code": "8471.50"}]
+            )
+        )
+    )
+    assert event.hs_codes == ("847150", "854231", "847150")

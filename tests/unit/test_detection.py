@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Callable, Iterable
 
 import pytest
-from builders import CHPL, entry, exit_
+from builders import CHPL, TRANSIT_ONLY, entry, exit_
 
 from bordermon.core import (
     ConsignmentState,
@@ -16,7 +16,7 @@ from bordermon.core import (
     apply,
     load_watchlist,
 )
-from bordermon.core.rule import DAY_NS
+from bordermon.core.config import DAY_NS
 
 Clock = Callable[[], int]
 
@@ -46,9 +46,11 @@ def test_entry_then_exit_within_window_flags(config: DetectionConfig) -> None:
     assert flag.reasons == ("chpl:1:854231",)
     assert flag.hs_codes == ("854231",)
     wire = flag.to_dict()
-    assert wire["schema"] == "flag/1"
+    assert wire["schema"] == "flag/2"
+    assert wire["link"] is None and wire["linked_consignment_id"] is None
     assert wire["entry"] == {
         "event_id": "e1",
+        "consignment_id": "CONS-1",
         "checkpoint": "KZ-NUR-ZHOLY",
         "from_country": "CN",
         "to_country": "KZ",
@@ -97,10 +99,13 @@ def test_window_is_inclusive_on_utc_instants(
 
 
 def test_window_is_configuration() -> None:
-    config = DetectionConfig(watchlist=CHPL, window_ns=2 * DAY_NS)
+    config = DetectionConfig(watchlist=CHPL, window_ns=2 * DAY_NS, rules=TRANSIT_ONLY)
     pair = [entry("e1", "2024-03-01T00:00:00Z"), exit_("x1", "2024-03-04T00:00:00Z")]
     assert run(pair, config)[1] == []
-    assert run(pair, DetectionConfig(watchlist=CHPL, window_ns=3 * DAY_NS))[1] != []
+    assert (
+        run(pair, DetectionConfig(watchlist=CHPL, window_ns=3 * DAY_NS, rules=TRANSIT_ONLY))[1]
+        != []
+    )
 
 
 def test_russian_goods_transiting_back_are_not_flagged(config: DetectionConfig) -> None:
@@ -112,7 +117,9 @@ def test_russian_goods_transiting_back_are_not_flagged(config: DetectionConfig) 
 
 
 def test_destinations_of_concern_are_configuration() -> None:
-    config = DetectionConfig(watchlist=CHPL, destinations_of_concern=frozenset({"RU", "BY"}))
+    config = DetectionConfig(
+        watchlist=CHPL, destinations_of_concern=frozenset({"RU", "BY"}), rules=TRANSIT_ONLY
+    )
     events = [
         entry("e1", "2024-03-01T00:00:00Z", origin="BY"),  # BY goods are not re-exports
         exit_("x1", "2024-03-02T00:00:00Z", destination="BY"),
@@ -241,7 +248,7 @@ def test_severity_uses_codes_of_every_accepted_event(config: DetectionConfig) ->
 def test_watchlists_are_configuration(tmp_path: pytest.TempPathFactory) -> None:
     path = tmp_path / "national.csv"  # type: ignore[operator]
     path.write_text("hs6,tier,description\n940360,4.B,Wooden furniture\n")
-    config = DetectionConfig(watchlist=load_watchlist([str(path)]))
+    config = DetectionConfig(watchlist=load_watchlist([str(path)]), rules=TRANSIT_ONLY)
     _, [flag] = run(
         [
             entry("e1", "2024-03-01T00:00:00Z", goods=[{"hs_code": "9403.60.10"}]),

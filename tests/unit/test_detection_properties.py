@@ -19,7 +19,9 @@ from bordermon.core.state import decode_state, encode_state
 from bordermon.core.timestamps import parse_instant
 
 WINDOW_DAYS = 30
-CONFIG = DetectionConfig(watchlist=CHPL, window_ns=WINDOW_DAYS * 86_400 * 10**9)
+CONFIG = DetectionConfig(
+    watchlist=CHPL, window_ns=WINDOW_DAYS * 86_400 * 10**9, rules=frozenset({"transit-to-ru"})
+)
 OFFSETS = ["Z", "+05:00", "+03:00", "-02:30"]
 CODES = ["854231", "8526910000", "847150", "940360", "8536.69", "730890"]
 

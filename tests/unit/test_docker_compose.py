@@ -305,7 +305,7 @@ def test_every_command_exists_and_its_flags_parse() -> None:
             assert argv and argv[0] in choices, f"{name}: `bordermon {argv[:1]}` is no command"
             args = parse(argv, name)
             if argv[0] == "simulate":
-                from bordermon.scanner.simulator import _spec_from_args
+                from bordermon.simulate.cli import _spec_from_args
 
                 _spec_from_args(args)  # its values, which `run` parses
             seen.add(argv[0])
@@ -342,6 +342,7 @@ def test_the_topics_service_applies_the_declared_topics() -> None:
         "crossings": defaults.crossings_topic,
         "flags": defaults.flags_topic,
         "dead_letter": defaults.dead_letter_topic,
+        "links": defaults.links_topic,
     }
     # Every bordermon service uses those very names (no override of one side only).
     for name in bordermon_services():

@@ -47,12 +47,16 @@ TARGET_LABELS = {"job", "instance"}
 ANY_LABEL = "*"
 """An Info metric's labels are the keys of the dict the code gives it at run time."""
 SERIES_SUFFIXES = {
-    "counter": ("_total", "_created"),
+    "counter": ("_total",),
     "gauge": ("",),
-    "histogram": ("_bucket", "_sum", "_count", "_created"),
-    "summary": ("", "_sum", "_count", "_created"),
+    "histogram": ("_bucket", "_sum", "_count"),
+    "summary": ("", "_sum", "_count"),
     "info": ("_info",),
 }
+"""The series each type exposes; `_created` is off (metrics.py: disable_created_metrics)."""
+SET_BY_THE_WORKER = {"bordermon_consumer_lag_messages", "bordermon_config"}
+"""Metrics whose series appear when the worker starts (per partition, from its configuration),
+not at import; every other series a query reads exists from import on."""
 NON_BASE_UNITS = {
     "milliseconds",
     "microseconds",
@@ -320,6 +324,88 @@ def test_durations_are_in_seconds() -> None:
             assert name.endswith("_seconds"), name
 
 
+# --- label values and series from start-up -----------------------------------------------------
+
+_SELECTOR = re.compile(r"\b(bordermon_[a-z0-9_]+)\s*\{([^}]*)\}")
+_EQUALS = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)\s*=\s*"([^"]*)"')
+
+
+def selected_label_values(expr: str) -> list[tuple[str, dict[str, str]]]:
+    """(series, {label: value}) for every `series{label="literal"}` selector of `expr`."""
+    found = []
+    for name, inside in _SELECTOR.findall(expr):
+        values = {
+            label: value
+            for label, value in _EQUALS.findall(inside)
+            if label not in TARGET_LABELS and "$" not in value
+        }
+        found.append((name, values))
+    return found
+
+
+@pytest.fixture(scope="module")
+def fresh_exposition() -> dict[str, list[dict[str, str]]]:
+    """What a worker's /metrics shows right after import, before any event: series name ->
+    the label sets it has (a new interpreter, so no other test's increments are in it)."""
+    import subprocess
+    import sys
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    code = "import sys; from bordermon import metrics as m; sys.stdout.buffer.write(m.exposition())"
+    text = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout
+    series: dict[str, list[dict[str, str]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            series.setdefault(sample.name, []).append(dict(sample.labels))
+    return series
+
+
+def test_flags_are_counted_by_rule_and_severity() -> None:
+    assert label_names(metrics.FLAGS) == {"rule", "severity"}
+    assert set(metrics.RULES) == {"transit-to-ru", "relabel-to-ru", "export-without-permit"}
+    assert "rule" in label_names(metrics.SCAN_TO_FLAG)
+    assert "rule" in label_names(metrics.FLAG_DWELL)
+
+
+def test_every_literal_label_value_queried_is_one_the_code_writes() -> None:
+    """A typo in `rule="export-without-permit"` would make an alert silently never fire."""
+    known = {"rule": set(metrics.RULES), "severity": set(metrics.SEVERITIES)}
+    for where, expr in all_exprs():
+        for _, values in selected_label_values(expr):
+            for label, value in values.items():
+                if label in known:
+                    assert value in known[label], f"{where}: {label}={value!r}"
+
+
+def test_no_created_series(fresh_exposition: dict[str, list[dict[str, str]]]) -> None:
+    assert not [name for name in fresh_exposition if name.endswith("_created")]
+
+
+@pytest.mark.parametrize(
+    "where, expr", [pytest.param(where, expr, id=where) for where, expr in all_exprs()]
+)
+def test_every_series_queried_exists_from_start_up(
+    where: str, expr: str, fresh_exposition: dict[str, list[dict[str, str]]]
+) -> None:
+    """Panels show 0 rather than "No data" before the first event, and rate()/increase() see
+    the first increment (a series born at 1 loses it)."""
+    series = declared_series()
+    for name in metric_names(expr):
+        if name not in series or series[name][0] in SET_BY_THE_WORKER:
+            continue
+        assert name in fresh_exposition, f"{where}: {name} has no series until it is first used"
+    for name, values in selected_label_values(expr):
+        if name not in series or series[name][0] in SET_BY_THE_WORKER:
+            continue
+        have = fresh_exposition.get(name, [])
+        assert any(values.items() <= labels.items() for labels in have), (
+            f"{where}: no series {name}{values} from start-up"
+        )
+
+
 # --- alert and recording rules -------------------------------------------------------------------
 
 
@@ -331,6 +417,7 @@ def test_rules_file_has_the_alerts_operators_need() -> None:
         "BordermonDeadLetterRatioHigh",
         "BordermonNoCrossings",
         "BordermonHighSeverityFlagSpike",
+        "BordermonExportWithoutPermitBurst",
     } <= names
     assert len(names) == len(alerts()), "alert names must be unique"
 
@@ -494,7 +581,7 @@ def test_dwell_distribution_names_every_bucket_in_days() -> None:
     }
     buckets = [floatToGoString(bound) for bound in metrics.FLAG_DWELL._upper_bounds]
     assert list(names) == buckets
-    assert names["86400.0"] == "≤ 1 d" and names["+Inf"] == "> 60 d"
+    assert names["86400.0"] == "≤ 1 d" and names["+Inf"] == "> 90 d"
 
 
 def test_datasource_provisioning_has_the_fixed_uid() -> None:

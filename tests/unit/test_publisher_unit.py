@@ -365,18 +365,21 @@ def test_seen_ids_dedupe_and_forget_the_oldest_past_capacity() -> None:
     assert seen.add("a")
 
 
-def test_table_row_shows_severity_consignment_route_dwell_and_reasons() -> None:
+def test_table_row_shows_severity_rule_consignment_route_dwell_and_reasons() -> None:
     row = table_row(flag())
     assert row.split() == [
         "high",
+        "transit-to-ru",
         "CONS-1",
         "CN→KZ→RU",
         "3.2",
         "d",
+        "-",
         "chpl:1:854231,",
         "declared-destination:KZ",
     ]
     header = table_header()
+    assert header.index("RULE") == row.index("transit-to-ru")
     assert header.index("CONSIGNMENT") == row.index("CONS-1")
     assert header.index("ROUTE") == row.index("CN→KZ→RU")
     assert header.index("REASONS") == row.index("chpl")
@@ -384,7 +387,7 @@ def test_table_row_shows_severity_consignment_route_dwell_and_reasons() -> None:
 
 def test_table_row_survives_missing_fields_and_ascii_terminals() -> None:
     row = table_row({"flag_id": "x"}, arrow="->")
-    assert row.split() == ["?", "?", "?->?->?", "?", "-"]
+    assert row.split() == ["?", "?", "?", "?->?->?", "?", "-", "-"]
     assert route(flag(), arrow="->") == "CN->KZ->RU"
     assert dwell_days(0) == "0.0 d"
     assert dwell_days(30 * 86_400) == "30.0 d"

@@ -28,18 +28,23 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bordermon.scanner import simulator
-from bordermon.scanner.simulator import (
+from bordermon import simulate as simulator
+from bordermon.simulate import (
     DEFAULT_MIX,
     PATTERNS,
     GroundTruth,
     SimulationSpec,
+    flag_id,
     generate,
     simulate,
 )
+from bordermon.simulate.generator import truth_engine
 
 DATA = Path(simulator.__file__).resolve().parents[1] / "core" / "data"
 WINDOW = timedelta(days=30)
+RELABEL_WINDOW = timedelta(days=90)
+LOW_INSTANT = datetime(2000, 1, 1, tzinfo=UTC)
+HIGH_INSTANT = datetime(2100, 1, 1, tzinfo=UTC)
 MAX_BYTES = 64 * 1024
 
 # --- an independent reading of SPEC section 3 ----------------------------------------------------
@@ -82,9 +87,26 @@ def _instant(value: Any) -> datetime | None:
     if not isinstance(value, str) or not RFC3339.fullmatch(value):
         return None
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        at = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
+    return at if LOW_INSTANT <= at < HIGH_INSTANT else None
+
+
+def _no_controls(value: Any, longest: int) -> bool:
+    return _text(value, longest) and not any(unicodedata.category(c) == "Cc" for c in value)
+
+
+def _transport_ok(value: Any) -> bool:
+    if not isinstance(value, dict) or value.get("mode", "road") not in (
+        "road",
+        "rail",
+        "air",
+        "sea",
+    ):
+        return False
+    names = ("vehicle_id", "container_id", "seal_id")
+    return all(_text(value[name], 64) for name in names if name in value)
 
 
 def _goods_ok(goods: Any) -> bool:
@@ -99,6 +121,8 @@ def _goods_ok(goods: Any) -> bool:
         for name in ("value_usd", "quantity"):
             if name in line and not (_is_number(line[name]) and line[name] >= 0):
                 return False
+        if "batch_id" in line and not _no_controls(line["batch_id"], 64):
+            return False
     return True
 
 
@@ -115,18 +139,15 @@ def problems(raw: bytes) -> list[str]:
     checks: dict[str, Callable[[Any], bool]] = {
         "schema": lambda v: v == "crossing/1",
         "event_id": lambda v: _text(v, 128),
-        "consignment_id": lambda v: (
-            _text(v, 128) and not any(unicodedata.category(c) == "Cc" for c in v)
-        ),
+        "consignment_id": lambda v: _no_controls(v, 128),
         "checkpoint": lambda v: _text(v, 64),
         "from_country": _country,
         "to_country": _country,
         "observed_at": lambda v: _instant(v) is not None,
         "goods": _goods_ok,
         "declared_destination": _country,
-        "transport": lambda v: (
-            isinstance(v, dict) and v.get("mode", "road") in ("road", "rail", "air", "sea")
-        ),
+        "permit_id": lambda v: _text(v, 64),
+        "transport": _transport_ok,
         "scanner_id": lambda v: _text(v, 64),
     }
     found += [f"invalid_field:{k}" for k, ok in checks.items() if k in event and not ok(event[k])]
@@ -152,6 +173,31 @@ class Scan:
     at: datetime
     codes: frozenset[str]
     raw: dict[str, Any]
+
+    @property
+    def qualifying_entry(self) -> bool:
+        return self.entry and self.country != "RU"
+
+    @property
+    def qualifying_exit(self) -> bool:
+        return not self.entry and self.country == "RU"
+
+    @property
+    def hs6(self) -> set[str]:
+        return {code[:6] for code in self.codes}
+
+    @property
+    def keys(self) -> set[str]:
+        """SPEC section 4.2, read independently."""
+        transport = self.raw.get("transport", {})
+        keys = {
+            "batch:" + line["batch_id"].strip() for line in self.raw["goods"] if "batch_id" in line
+        }
+        if "container_id" in transport:
+            keys.add("container:" + re.sub(r"[ -]", "", transport["container_id"]).upper())
+        if "seal_id" in transport:
+            keys.add("seal:" + transport["seal_id"].replace(" ", "").upper())
+        return keys
 
 
 def scans(lines: list[bytes], truth: GroundTruth) -> list[Scan]:
@@ -187,6 +233,37 @@ def matching_pairs(events: Iterable[Scan], window: timedelta = WINDOW) -> list[t
         if e.entry and e.country != "RU"
         for x in events
         if not x.entry and x.country == "RU" and timedelta(0) <= x.at - e.at <= window
+    ]
+
+
+def relabel_pairs(all_scans: list[Scan]) -> dict[tuple[str, str], list[tuple[Scan, Scan]]]:
+    """(B, link key) -> its matching (entry, exit) pairs over the whole run (SPEC section 4.2)."""
+    carriers: dict[str, list[Scan]] = defaultdict(list)
+    for scan in all_scans:
+        for key in scan.keys:
+            carriers[key].append(scan)
+    found: dict[tuple[str, str], list[tuple[Scan, Scan]]] = defaultdict(list)
+    for key, events in carriers.items():
+        for x in events:
+            for e in events:
+                if (
+                    x.qualifying_exit
+                    and e.qualifying_entry
+                    and e.consignment_id != x.consignment_id
+                    and timedelta(0) <= x.at - e.at <= RELABEL_WINDOW
+                    and e.hs6 & x.hs6
+                ):
+                    found[(x.consignment_id, key)].append((e, x))
+    return found
+
+
+def unlicensed_exits(events: Iterable[Scan]) -> list[Scan]:
+    """SPEC section 4.3 with the default list, CHPL tiers 1 and 2."""
+    listed = {code for code, tier in CHPL.items() if tier in ("1", "2")}
+    return [
+        x
+        for x in events
+        if x.qualifying_exit and "permit_id" not in x.raw and {c[:6] for c in x.codes} & listed
     ]
 
 
@@ -304,6 +381,7 @@ def test_every_kind_of_damage_shows_up(noisy_run: Run) -> None:
         "invalid_field:transport",
         "invalid_field:declared_destination",
         "invalid_field:scanner_id",
+        "invalid_field:permit_id",
     }
     assert expected <= reasons
     assert {r for r in reasons if r.startswith("missing_field:")} >= {
@@ -330,7 +408,7 @@ def test_valid_lines_use_the_allowed_variety(default_run: Run) -> None:
     known = {"schema", *REQUIRED, "declared_destination", "transport", "scanner_id"}
     assert any(set(raw) - known for raw in raws), "expected some unknown extra fields"
     assert any(raw.get("declared_destination") == "KZ" for raw in raws if raw["to_country"] == "KZ")
-    assert all(1 <= len(raw["goods"]) <= 5 for raw in raws)
+    assert all(1 <= len(raw["goods"]) <= 6 for raw in raws)  # 5, + 1 on relabelling
 
 
 def test_event_ids_are_unique_apart_from_duplicates(default_run: Run) -> None:
@@ -418,6 +496,196 @@ def test_truth_severity_agrees_with_the_chpl(default_run: Run) -> None:
     assert seen == {"high", "medium", "low"}
 
 
+TRANSIT, RELABEL, PERMIT = "transit-to-ru", "relabel-to-ru", "export-without-permit"
+
+
+def expected_flag_ids(run: Run, window: timedelta = WINDOW) -> dict[str, str]:
+    """flag_id -> rule, by an independent reading of SPEC section 4 over the whole run."""
+    out = {}
+    for cid, events in run.grouped.items():
+        if matching_pairs(events, window):
+            out[flag_id(TRANSIT, cid)] = TRANSIT
+        if unlicensed_exits(events):
+            out[flag_id(PERMIT, cid)] = PERMIT
+    for consignment, key in relabel_pairs(run.scans):
+        out[flag_id(RELABEL, consignment, key)] = RELABEL
+    return out
+
+
+def _first(events: Iterable[Scan], latest: bool = False) -> Scan:
+    return min(
+        events, key=lambda s: (-s.at.timestamp() if latest else s.at.timestamp(), s.event_id)
+    )
+
+
+def test_flag_truth_agrees_with_spec_section_4(default_run: Run, noisy_run: Run) -> None:
+    """The same flags, and for each the pair SPEC section 4 reports among the events known when
+    the line that raises it arrives."""
+    for run in (default_run, noisy_run):
+        assert {f: r["rule"] for f, r in run.truth.flags.items()} == expected_flag_ids(run)
+        by_id = {scan.event_id: scan for scan in run.scans}
+        for record in run.truth.flags.values():
+            known = [s for s in run.scans if s.line <= record["detected_line"]]
+            exit_ = by_id[record["exit_event_id"]]
+            assert exit_.consignment_id == record["consignment_id"]
+            if record["rule"] == TRANSIT:
+                pairs = matching_pairs(
+                    [s for s in known if s.consignment_id == exit_.consignment_id]
+                )
+                codes = {
+                    c for s in known if s.consignment_id == exit_.consignment_id for c in s.codes
+                }
+            elif record["rule"] == PERMIT:
+                mine = [s for s in known if s.consignment_id == exit_.consignment_id]
+                pairs = [(None, x) for x in unlicensed_exits(mine)]  # type: ignore[misc]
+                codes = {c for s in mine for c in s.codes}
+            else:
+                link = record["link"]
+                assert link is not None
+                pairs = relabel_pairs(known)[(exit_.consignment_id, link)]
+            assert pairs, record
+            expected_exit = _first(x for _, x in pairs)
+            assert expected_exit.event_id == record["exit_event_id"], record
+            if record["rule"] == PERMIT:
+                assert record["entry_event_id"] is None and record["link"] is None
+            else:
+                entry = _first((e for e, x in pairs if x is expected_exit), latest=True)
+                assert entry.event_id == record["entry_event_id"], record
+            if record["rule"] == RELABEL:
+                assert record["linked_consignment_id"] == entry.consignment_id
+                shared = entry.hs6 & expected_exit.hs6
+                codes = {c for c in entry.codes | expected_exit.codes if c[:6] in shared}
+            else:
+                assert record["linked_consignment_id"] is None
+            assert record["hs_codes"] == sorted(codes)
+            assert record["severity"] == severity(codes)
+        # Each flag is raised by the line that completes its first match, never earlier.
+        for record in run.truth.flags.values():
+            assert run.lines[record["detected_line"] - 1]
+            assert record["detected_line"] not in run.truth.malformed
+
+
+def _flags_of(run: Run, consignment_id: str, rule: str) -> list[dict[str, Any]]:
+    return [
+        dict(f)
+        for f in run.truth.flags.values()
+        if f["consignment_id"] == consignment_id and f["rule"] == rule
+    ]
+
+
+def test_relabel_cases_flag_as_named(default_run: Run) -> None:
+    counts = {
+        "relabel-container": 1, "relabel-spelled": 1, "relabel-seal": 1, "relabel-batch": 1,
+        "relabel-two-keys": 2, "relabel-two-entries": 1, "relabel-window-edge": 1,
+        "relabel-beyond-window": 0, "relabel-no-shared-hs6": 0, "relabel-seal-dash": 0,
+        "relabel-russian-origin": 0, "relabel-not-russia": 0, "container-reuse-exit": 0,
+        "relabel-entry": 0, "container-reuse-entry": 0,
+    }  # fmt: skip
+    seen: dict[str, int] = defaultdict(int)
+    lower_severity = 0
+    for cid, record in default_run.truth.consignments.items():
+        if record["case"] not in counts:
+            assert not _flags_of(default_run, cid, RELABEL), record
+            continue
+        seen[record["case"]] += 1
+        flags = _flags_of(default_run, cid, RELABEL)
+        assert len(flags) == counts[record["case"]], (record, flags)
+        kinds = {f["link"].split(":")[0] for f in flags}
+        if record["case"] in ("relabel-container", "relabel-spelled", "relabel-two-entries"):
+            assert kinds == {"container"}
+        elif record["case"] == "relabel-seal":
+            assert kinds == {"seal"}
+        elif record["case"] == "relabel-batch":
+            assert kinds == {"batch"}
+        elif record["case"] == "relabel-two-keys":
+            assert kinds == {"container", "batch"}
+            assert len({f["linked_consignment_id"] for f in flags}) == 1
+        lower_severity += any(f["severity"] != record["severity"] for f in flags)
+        case = record["case"]
+        if case == "relabel-spelled":
+            (exit_,) = default_run.grouped[cid]
+            written = exit_.raw["transport"]["container_id"]
+            assert written != flags[0]["link"].removeprefix("container:")
+        elif case == "relabel-window-edge":
+            (exit_,) = default_run.grouped[cid]
+            (entry,) = [s for s in default_run.scans if s.event_id == flags[0]["entry_event_id"]]
+            assert exit_.at - entry.at == RELABEL_WINDOW
+        elif case == "relabel-beyond-window":
+            (exit_,) = default_run.grouped[cid]
+            sharing = [s for s in default_run.scans if s.entry and s.keys & exit_.keys]
+            assert sharing and all(exit_.at - s.at > RELABEL_WINDOW for s in sharing)
+    assert set(seen) == set(counts), set(counts) - set(seen)
+    assert lower_severity, "only the lines that share an HS-6 count for a relabel flag"
+
+
+def test_controlled_exports_flag_without_a_permit_only(default_run: Run) -> None:
+    expected = {
+        "controlled-no-permit": True, "controlled-one-unpermitted": True,
+        "controlled-permit": False, "controlled-not-russia": False, "controlled-tier-3-4": False,
+    }  # fmt: skip
+    seen = set()
+    for cid, record in default_run.truth.consignments.items():
+        if record["case"] in expected:
+            seen.add(record["case"])
+            flags = _flags_of(default_run, cid, PERMIT)
+            assert bool(flags) == expected[record["case"]], record
+            for flag in flags:
+                assert flag["severity"] == "high"
+                (exit_,) = [
+                    s for s in default_run.grouped[cid] if s.event_id == flag["exit_event_id"]
+                ]
+                assert "permit_id" not in exit_.raw
+    assert seen == set(expected)
+    permitted = [s for s in default_run.scans if "permit_id" in s.raw]
+    assert permitted and all(
+        re.fullmatch(r"KZ-EL-\d{4}-\d{6}", s.raw["permit_id"]) for s in permitted
+    )
+
+
+def _iso6346_ok(container: str) -> bool:
+    values, value = {}, 10
+    for letter in "ABCDEFGHIJKLMNOPQRSTUVWXYZ":
+        value += value % 11 == 0
+        values[letter] = value
+        value += 1
+    digits = [values[c] if c.isalpha() else int(c) for c in container[:10]]
+    return sum(d * 2**i for i, d in enumerate(digits)) % 11 % 10 == int(container[10])
+
+
+def test_link_keys_look_real_and_are_shared_only_on_purpose(default_run: Run) -> None:
+    carriers: dict[str, set[str]] = defaultdict(set)
+    scans_per_key: dict[str, int] = defaultdict(int)
+    for scan in default_run.scans:
+        for key in scan.keys:
+            carriers[key].add(scan.consignment_id)
+            scans_per_key[key] += 1
+            kind, value = key.split(":", 1)
+            if kind == "container":
+                assert re.fullmatch(r"[A-Z]{3}U\d{7}", value) and _iso6346_ok(value), key
+            elif kind == "seal":
+                assert re.fullmatch(r"[A-Z]{2}-?\d{6}", value), key
+            else:
+                assert re.fullmatch(r"\d{8}/\d{6}/\d{7}/\d{3}", value), key
+    assert max(scans_per_key.values()) < 16  # far below the 64 entries a key remembers
+    shared = {key: cids for key, cids in carriers.items() if len(cids) > 1}
+    assert shared
+    for cids in shared.values():
+        cases = {default_run.truth.consignments[c]["pattern"] for c in cids}
+        assert cases <= {"relabel", "container-reuse"}, cases
+    kinds = {key.split(":")[0] for key in shared}
+    assert kinds == {"container", "seal", "batch"}
+
+
+def test_out_of_range_instants_are_malformed(noisy_run: Run) -> None:
+    out_of_range = 0
+    for number, record in noisy_run.truth.malformed.items():
+        if record["reason"] != "invalid_field:observed_at":
+            continue
+        text = json.loads(noisy_run.lines[number - 1])["observed_at"]
+        out_of_range += isinstance(text, str) and bool(RFC3339.fullmatch(text))
+    assert out_of_range
+
+
 def test_every_scan_of_a_consignment_carries_the_same_goods(default_run: Run) -> None:
     for events in default_run.grouped.values():
         assert len({scan.codes for scan in events}) == 1
@@ -434,6 +702,8 @@ def test_every_pattern_appears_with_its_expected_outcome(default_run: Run) -> No
         assert outcomes[never] == {False}, never
     assert outcomes["boundary"] == {True, False}
     assert outcomes["re-entry"] == {True, False}
+    for other_rules in ("relabel", "container-reuse", "controlled-export"):
+        assert outcomes[other_rules] == {False}, other_rules  # no transit: see the cases
 
 
 def test_patterns_look_like_their_names(default_run: Run) -> None:
@@ -487,7 +757,9 @@ def test_the_window_is_configurable() -> None:
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     seed=st.integers(min_value=0, max_value=2**32),
-    weights=st.lists(st.sampled_from([0.0, 0.5, 1.0, 3.0]), min_size=9, max_size=9).filter(any),
+    weights=st.lists(
+        st.sampled_from([0.0, 0.5, 1.0, 3.0]), min_size=len(PATTERNS), max_size=len(PATTERNS)
+    ).filter(any),
     lateness=st.sampled_from([0.0, 60.0, 86_400.0, 5 * 86_400.0]),
     window_days=st.integers(min_value=1, max_value=45),
 )
@@ -511,6 +783,8 @@ def test_truth_and_validity_hold_for_any_spec(
         events = run.grouped[consignment_id]
         assert truth["flagged"] == bool(matching_pairs(events, timedelta(days=window_days)))
         assert truth["pattern"] in dict(spec.mix) and dict(spec.mix)[truth["pattern"]] > 0
+    flags = {f: r["rule"] for f, r in run.truth.flags.items()}
+    assert flags == expected_flag_ids(run, timedelta(days=window_days))
 
 
 # --- size, speed, laziness ----------------------------------------------------------------------
@@ -539,7 +813,7 @@ def test_simulator_does_not_load_the_detection_code() -> None:
     """The truth must be an independent reading of the SPEC: bordermon.core stays unimported."""
     code = (
         "import sys\n"
-        "from bordermon.scanner.simulator import SimulationSpec, simulate\n"
+        "from bordermon.simulate import SimulationSpec, simulate\n"
         "lines, truth = simulate(SimulationSpec(consignments=50))\n"
         "assert lines and truth.consignments\n"
         "print(sorted(m for m in sys.modules if m.startswith('bordermon.core')))\n"
@@ -559,8 +833,8 @@ def test_spec_rejects_nonsense() -> None:
         SimulationSpec(mix=(("transit", 0.0),))
     with pytest.raises(ValueError, match="offset"):
         SimulationSpec(start=datetime(2024, 1, 1))
-    with pytest.raises(ValueError, match="between 1970 and 9000"):
-        SimulationSpec(start=datetime(9999, 1, 1, tzinfo=UTC))
+    with pytest.raises(ValueError, match="between 2000 and 2090"):
+        SimulationSpec(start=datetime(2095, 1, 1, tzinfo=UTC))
     with pytest.raises(ValueError, match="consignments or events"):
         SimulationSpec(consignments=None, events=None)
     assert dict(DEFAULT_MIX).keys() == set(PATTERNS)
@@ -584,14 +858,16 @@ def test_cli_writes_events_and_truth(tmp_path: Path) -> None:
     lines, expected = simulate(SimulationSpec(consignments=150, seed=9))
     assert out.read_bytes() == b"".join(line + b"\n" for line in lines)
     records = [json.loads(line) for line in truth.read_text(encoding="utf-8").splitlines()]
-    consignments = {r["consignment_id"]: r for r in records if "consignment_id" in r}
+    consignments = {r["consignment_id"]: r for r in records if "pattern" in r}
     malformed = {r["line"]: r for r in records if "line" in r}
     assert consignments == expected.consignments
     assert malformed == expected.malformed
     assert all(
-        set(r) == {"consignment_id", "pattern", "flagged", "severity"}
+        set(r) == {"consignment_id", "pattern", "case", "flagged", "severity"}
         for r in consignments.values()
     )
+    flags = {r["flag_id"]: r for r in records if "flag_id" in r}
+    assert flags == expected.flags and flags
 
 
 def test_cli_start_moves_the_timeline(tmp_path: Path) -> None:
@@ -617,6 +893,7 @@ def test_cli_start_moves_the_timeline(tmp_path: Path) -> None:
         ["--mix", "warp=1"],
         ["--max-lateness", "soon"],
         ["--window-days", "0"],
+        ["--relabel-window-days", "soon"],
         ["--rate", "-1"],
         ["--out", "/nonexistent-dir/x.jsonl"],
     ],
@@ -643,7 +920,7 @@ def test_cli_rate_paces_the_output(tmp_path: Path) -> None:
 def test_cli_survives_a_reader_that_leaves() -> None:
     """`bordermon simulate | head -1`: exit 0, nothing on stderr, no traceback."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "bordermon.scanner.simulator", "--events", "2000000"],
+        [sys.executable, "-m", "bordermon.simulate", "--events", "2000000"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -661,3 +938,30 @@ def test_cli_help_mentions_examples(capsys: pytest.CaptureFixture[str]) -> None:
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     assert "examples:" in text and "--truth" in text and "--rate" in text
+
+
+def test_the_truth_forgets_only_what_can_no_longer_matter() -> None:
+    """Short windows over half a year: the streaming truth drops old scans as it goes, and still
+    gives the flags of a truth that remembers everything."""
+    spec = SimulationSpec(
+        consignments=3000,
+        seed=11,
+        window_days=3,
+        relabel_window_days=5,
+        mean_interval_s=5000,
+        max_lateness_s=3600,
+        duplicate_rate=0.1,
+    )
+    lines, truth = simulate(spec)
+    forgetful, total = GroundTruth(), GroundTruth()
+    engines = [truth_engine(spec, forgetful.add, forget_every=200)]
+    engines.append(truth_engine(spec, total.add, forget_every=10**9))
+    for number, line in enumerate(lines, 1):
+        if number not in truth.malformed:
+            for engine in engines:
+                engine.observe(number, line)
+    assert len(engines[0].consignments) < len(engines[1].consignments) / 5
+    assert forgetful.flags == total.flags == truth.flags
+    assert {f["rule"] for f in truth.flags.values()} == {
+        "transit-to-ru", "relabel-to-ru", "export-without-permit"
+    }  # fmt: skip

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from builders import CHPL, entry, exit_
+from builders import CHPL, TRANSIT_ONLY, entry, exit_
 
 from bordermon.core import DetectionConfig, apply, decode_state, encode_state
 from bordermon.core.state import StateDecodeError
@@ -45,7 +45,7 @@ def test_round_trip_is_lossless_including_pending_flags(config: DetectionConfig)
 
 
 def test_dedup_memory_bounds_a_consignment_scanned_thousands_of_times() -> None:
-    config = DetectionConfig(watchlist=CHPL, dedup_memory=256)
+    config = DetectionConfig(watchlist=CHPL, dedup_memory=256, rules=TRANSIT_ONLY)
     state = apply(None, entry("e0", "2024-03-01T00:00:00Z"), config).state
     state = apply(state, exit_("x0", "2024-03-02T00:00:00Z"), config).state  # flagged
     for n in range(5000):
@@ -58,7 +58,7 @@ def test_dedup_memory_bounds_a_consignment_scanned_thousands_of_times() -> None:
 
 
 def test_candidate_crossings_are_deduplicated_exactly_beyond_the_fingerprint_memory() -> None:
-    config = DetectionConfig(watchlist=CHPL, dedup_memory=1)
+    config = DetectionConfig(watchlist=CHPL, dedup_memory=1, rules=TRANSIT_ONLY)
     state = apply(None, exit_("x-keep", "2024-06-01T00:00:00Z"), config).state
     state = apply(state, exit_("x-other", "2024-06-02T00:00:00Z", "KG"), config).state
     # 'x-keep' aged out of the fingerprints but is kept as a candidate exit.

@@ -76,3 +76,16 @@ def test_format_and_difference() -> None:
     assert seconds_between(0, 3 * 10**9) == 3
     assert isinstance(seconds_between(0, 3 * 10**9), int)
     assert seconds_between(0, 1_500_000_000) == 1.5
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("0000-01-01T00:00:00Z", "year 0000, out of range"),
+        ("2024-13-01T00:00:00Z", "no such month"),
+        ("2023-02-29T00:00:00Z", "no such day"),
+    ],
+)
+def test_each_bad_date_says_which_part_is_wrong(text: str, message: str) -> None:
+    with pytest.raises(InvalidTimestamp, match=message):
+        parse_instant(text)

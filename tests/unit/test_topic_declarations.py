@@ -31,6 +31,7 @@ SPEC_NAMES = {
     "crossings": "bordermon.crossings",
     "flags": "bordermon.flags",
     "dead_letter": "bordermon.crossings.dlq",
+    "links": "bordermon.links",  # internal, between the two stages (SPEC §2, §4.2)
 }
 
 
@@ -139,6 +140,12 @@ partitions = 1
 replication_factor = 1
 [topics.config]
 "unclean.leader.election.enable" = false
+
+[[topics]]
+role = "links"
+name = "d"
+partitions = 2
+replication_factor = 1
 """
 
 

@@ -15,8 +15,12 @@ Which flags you see:
 
 Without --follow it ends after --idle-exit seconds (default 5) pass with no new flag; with
 --follow it prints flags as they arrive until Ctrl-C (or --idle-exit, if given). Output is a
-table on a terminal and JSONL (one flag per line) otherwise. A flag delivered twice (after a
-worker crash; same flag_id, SPEC §6) is shown once unless --no-dedupe.
+table on a terminal and JSONL (one flag per line, as published: flag/2, or flag/1 from older
+workers) otherwise. The table shows severity, rule, consignment, route, dwell, link and
+reasons; for relabel-to-ru the consignment reads `B ← A`, the consignment that left and the
+one the goods entered as, and the link is the container, seal or batch that ties them. A flag
+delivered twice (after a worker crash; same flag_id, SPEC §6) is shown once unless
+--no-dedupe.
 
 For programs, `FlagSubscriber` yields the decoded flags with their Kafka timestamps:
 
@@ -66,6 +70,7 @@ __all__ = [
     "ReceivedFlag",
     "SubscriberStats",
     "configure_parser",
+    "consignments",
     "dwell_days",
     "route",
     "run",
@@ -85,10 +90,12 @@ _BATCH = 500
 class ReceivedFlag:
     """One flag as read from Kafka.
 
-    `flag` is the decoded flag v1 object (SPEC §5). `timestamp_ms` is the Kafka message
-    timestamp (set by the worker when it emitted the flag, or by the broker on append), None
-    if the message has none; `received_ns` is the subscriber's wall clock (time.time_ns) when
-    it got the message: their difference is the delivery latency.
+    `flag` is the decoded flag object as published: flag/2 (SPEC §5) or, from an older
+    worker, flag/1 (transit only: no `link` nor `linked_consignment_id`, always an entry).
+    `timestamp_ms` is the Kafka message timestamp (set by the worker when it emitted the flag,
+    or by the broker on append), None if the message has none; `received_ns` is the
+    subscriber's wall clock (time.time_ns) when it got the message: their difference is the
+    delivery latency.
     """
 
     flag: dict[str, Any]
@@ -417,7 +424,15 @@ class FlagSubscriber:
 # --- formatting -------------------------------------------------------------------------------
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_COLUMNS = (("SEVERITY", 8), ("CONSIGNMENT", 24), ("ROUTE", 10), ("DWELL", 8))
+_COLUMNS = (
+    ("SEVERITY", 8),
+    ("RULE", 21),  # export-without-permit
+    ("CONSIGNMENT", 28),  # relabel-to-ru: `B ← A`
+    ("ROUTE", 10),
+    ("DWELL", 8),
+    ("LINK", 22),
+)
+_BACK_ARROWS = {"→": "←", "->": "<-"}
 
 
 def printable(text: object) -> str:
@@ -427,19 +442,38 @@ def printable(text: object) -> str:
 
 
 def route(flag: Mapping[str, Any], arrow: str = "→") -> str:
-    """`CN→KZ→RU`: where the goods came from, the monitored country, where they left for."""
+    """`CN→KZ→RU`: where the goods came from, the monitored country, where they left for.
+
+    A flag with no entry (`"entry": null`, export-without-permit) shows the exit only:
+    `KZ→RU`."""
     entry, exit_ = flag.get("entry"), flag.get("exit")
-    entry = entry if isinstance(entry, dict) else {}
     exit_ = exit_ if isinstance(exit_, dict) else {}
-    hops = [entry.get("from_country"), entry.get("to_country"), exit_.get("to_country")]
+    if entry is None and "entry" in flag:
+        hops = [exit_.get("from_country"), exit_.get("to_country")]
+    else:
+        entry = entry if isinstance(entry, dict) else {}
+        hops = [entry.get("from_country"), entry.get("to_country"), exit_.get("to_country")]
     return arrow.join(printable(hop) if hop else "?" for hop in hops)
 
 
 def dwell_days(seconds: object) -> str:
-    """`3.2 d`: the time between entry and exit, in days (the unit of the window)."""
+    """`3.2 d`: the time between entry and exit, in days (the unit of the window); `-` when
+    the flag has none (null: no entry), `?` when it is not a number."""
+    if seconds is None:
+        return "-"
     if isinstance(seconds, bool) or not isinstance(seconds, int | float):
         return "?"
     return f"{seconds / 86_400:.1f} d"
+
+
+def consignments(flag: Mapping[str, Any], arrow: str = "→") -> str:
+    """The consignment that left; for relabel-to-ru also the one the goods entered as:
+    `KZ-ALM-0042 ← TR-IST-7781` (left as ← entered as)."""
+    text = printable(flag.get("consignment_id", "?"))
+    linked = flag.get("linked_consignment_id")
+    if linked is not None:
+        text += f" {_BACK_ARROWS.get(arrow, '<-')} {printable(linked)}"
+    return text
 
 
 def table_header() -> str:
@@ -450,19 +484,24 @@ def table_header() -> str:
 
 
 def table_row(flag: Mapping[str, Any], arrow: str = "→") -> str:
-    """One line per flag. Columns keep their width; a longer consignment id is not cut (a
-    person copies it), it pushes the rest of its line to the right instead."""
+    """One line per flag, of any rule, flag/2 or flag/1. Columns keep their width; a longer
+    consignment id is not cut (a person copies it), it pushes the rest of its line to the
+    right instead. Fields a flag does not have (`link` but for relabel-to-ru, `entry` and
+    `dwell_seconds` of export-without-permit, all of flag/1's missing ones) show as `-`."""
     reasons = flag.get("reasons")
     reason_text = (
         ", ".join(printable(reason) for reason in reasons)
         if isinstance(reasons, list) and reasons
         else "-"
     )
+    link = flag.get("link")
     cells = [
         printable(flag.get("severity", "?")).ljust(8),
-        printable(flag.get("consignment_id", "?")).ljust(24),
+        printable(flag.get("rule", "?")).ljust(21),
+        consignments(flag, arrow).ljust(28),
         route(flag, arrow).ljust(10),
-        dwell_days(flag.get("dwell_seconds")).rjust(8),
+        dwell_days(flag.get("dwell_seconds", "?")).rjust(8),
+        (printable(link) if link is not None else "-").ljust(22),
         reason_text,
     ]
     return "  ".join(cells)

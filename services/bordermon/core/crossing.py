@@ -23,6 +23,20 @@ SCHEMA_ID = "crossing/1"
 MAX_EVENT_BYTES = 64 * 1024
 MAX_GOODS_LINES = 1000
 TRANSPORT_MODES = frozenset({"road", "rail", "air", "sea"})
+MAX_ID_CHARS = 64  # permit, batch, vehicle, container and seal ids (SPEC §3)
+
+# SPEC §3: `observed_at` as a UTC instant in [2000-01-01T00:00:00Z, 2100-01-01T00:00:00Z).
+# A broken scanner clock or a 9999-12-31 placeholder must never reach state, where it would
+# pair with nothing and sit until expiry, or worse, pin a window open.
+OBSERVED_AT_MIN = "2000-01-01T00:00:00Z"
+OBSERVED_AT_END = "2100-01-01T00:00:00Z"
+OBSERVED_AT_MIN_NS = parse_instant(OBSERVED_AT_MIN)
+OBSERVED_AT_END_NS = parse_instant(OBSERVED_AT_END)
+
+# SPEC §4.2 link keys.
+CONTAINER_KEY_PREFIX = "container:"
+SEAL_KEY_PREFIX = "seal:"
+BATCH_KEY_PREFIX = "batch:"
 
 _HS_DIGITS = re.compile(r"[0-9]{6,10}", re.ASCII)
 # Cc is Unicode's "control" category: C0 (U+0000-001F), DEL and C1 (U+0080-009F).
@@ -64,8 +78,13 @@ class CrossingEvent(NamedTuple):
     observed_at: str
     instant_ns: int
     direction: Direction
+    # One code per goods line, in line order (not de-duplicated): relabel matching needs the
+    # lines, severity needs the codes.
     hs_codes: tuple[str, ...]
     declared_destination: str | None
+    permit_id: str | None = None
+    # SPEC §4.2 link keys (`container:…`, `seal:…`, `batch:…`), de-duplicated, stable order.
+    link_keys: tuple[str, ...] = ()
 
     @property
     def origin(self) -> str:
@@ -142,7 +161,8 @@ def normalize_hs_code(raw: object) -> str | None:
     return digits if _HS_DIGITS.fullmatch(digits) else None
 
 
-def _goods(doc: Mapping[str, Any]) -> tuple[str, ...]:
+def _goods(doc: Mapping[str, Any]) -> tuple[tuple[str, ...], list[str]]:
+    """The per-line HS codes and the batch ids of the lines that carry one."""
     if "goods" not in doc:
         raise _missing("goods")
     lines = doc["goods"]
@@ -151,6 +171,7 @@ def _goods(doc: Mapping[str, Any]) -> tuple[str, ...]:
     if not 1 <= len(lines) <= MAX_GOODS_LINES:
         raise _invalid("goods", f"'goods' must have 1-{MAX_GOODS_LINES} lines, got {len(lines)}")
     codes: list[str] = []
+    batch_ids: list[str] = []
     for index, line in enumerate(lines):
         if type(line) is not dict:
             raise _invalid("goods", f"goods[{index}] must be an object, got {_json_type(line)}")
@@ -164,14 +185,17 @@ def _goods(doc: Mapping[str, Any]) -> tuple[str, ...]:
             )
         codes.append(code)
         if len(line) > 1:  # only the code: nothing else to check (the common scanner line)
-            _check_goods_extras(line, index)
-    return tuple(codes)
+            batch_id = _check_goods_extras(line, index)
+            if batch_id is not None:
+                batch_ids.append(batch_id)
+    return tuple(codes), batch_ids
 
 
 _NUMBER_TYPES = (int, float)
 
 
-def _check_goods_extras(line: Mapping[str, Any], index: int) -> None:
+def _check_goods_extras(line: Mapping[str, Any], index: int) -> str | None:
+    """Check a goods line's optional fields; return its `batch_id` when it has one."""
     # Written out field by field: this runs for every goods line of every event.
     get = line.get
     value = get("value_usd")
@@ -186,12 +210,22 @@ def _check_goods_extras(line: Mapping[str, Any], index: int) -> None:
     value = get("unit")
     if value is not None and type(value) is not str:
         raise _invalid("goods", f"goods[{index}].unit must be a string")
+    batch_id = get("batch_id")
+    if batch_id is not None:
+        if type(batch_id) is not str or not 1 <= len(batch_id) <= MAX_ID_CHARS:
+            raise _invalid(
+                "goods", f"goods[{index}].batch_id must be a string of 1-{MAX_ID_CHARS} characters"
+            )
+        if _CONTROL.search(batch_id):
+            raise _invalid("goods", f"goods[{index}].batch_id contains a control character")
+    return batch_id
 
 
-def _transport(doc: Mapping[str, Any]) -> None:
+def _transport(doc: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """Check `transport`; return its (container_id, seal_id), the two that follow the goods."""
     transport = doc.get("transport")
     if transport is None:
-        return
+        return None, None
     if type(transport) is not dict:
         raise _invalid("transport", f"'transport' must be an object, got {_json_type(transport)}")
     mode = transport.get("mode")
@@ -201,8 +235,48 @@ def _transport(doc: Mapping[str, Any]) -> None:
         )
     for key in ("vehicle_id", "container_id", "seal_id"):
         value = transport.get(key)
-        if value is not None and type(value) is not str:
-            raise _invalid("transport", f"transport.{key} must be a string")
+        if value is not None and (type(value) is not str or not 1 <= len(value) <= MAX_ID_CHARS):
+            raise _invalid(
+                "transport", f"transport.{key} must be a string of 1-{MAX_ID_CHARS} characters"
+            )
+    return transport.get("container_id"), transport.get("seal_id")
+
+
+def container_key(container_id: str) -> str | None:
+    """`mscu 123456-7` -> `container:MSCU1234567`; None when nothing is left to match on."""
+    normalised = container_id.upper().replace(" ", "").replace("-", "")
+    return CONTAINER_KEY_PREFIX + normalised if normalised else None
+
+
+def seal_key(seal_id: str) -> str | None:
+    """`kz 0042 17` -> `seal:KZ004217`; None when nothing is left to match on."""
+    normalised = seal_id.upper().replace(" ", "")
+    return SEAL_KEY_PREFIX + normalised if normalised else None
+
+
+def batch_key(batch_id: str) -> str | None:
+    """The batch number as given, trimmed of surrounding spaces; None when only spaces."""
+    trimmed = batch_id.strip(" ")
+    return BATCH_KEY_PREFIX + trimmed if trimmed else None
+
+
+def link_keys_of(
+    container_id: str | None, seal_id: str | None, batch_ids: list[str]
+) -> tuple[str, ...]:
+    """SPEC §4.2 link keys: container, seal, then batches in line order; no repeats.
+
+    `vehicle_id` is deliberately not a key: trucks shuttle the same road every week.
+    """
+    keys: list[str] = []
+    candidates = [
+        None if container_id is None else container_key(container_id),
+        None if seal_id is None else seal_key(seal_id),
+    ]
+    candidates += [batch_key(batch_id) for batch_id in batch_ids]
+    for key in candidates:
+        if key is not None and key not in keys:
+            keys.append(key)
+    return tuple(keys)
 
 
 def validate_document(doc: object, monitored_country: str = "KZ") -> CrossingEvent:
@@ -226,11 +300,23 @@ def validate_document(doc: object, monitored_country: str = "KZ") -> CrossingEve
         instant_ns = parse_instant(observed_at)
     except InvalidTimestamp as error:
         raise _invalid("observed_at", str(error)) from None
-    hs_codes = _goods(doc)
+    if not OBSERVED_AT_MIN_NS <= instant_ns < OBSERVED_AT_END_NS:
+        raise _invalid(
+            "observed_at",
+            f"{observed_at!r} is outside [{OBSERVED_AT_MIN}, {OBSERVED_AT_END}) as a UTC instant",
+        )
+    hs_codes, batch_ids = _goods(doc)
+    permit_id = _optional_text(doc, "permit_id", MAX_ID_CHARS)
     declared_destination = (
         None if doc.get("declared_destination") is None else _country(doc, "declared_destination")
     )
-    _transport(doc)
+    container_id, seal_id = _transport(doc)
+    # Most events carry no link key: skip the normalisation entirely for them.
+    link_keys = (
+        link_keys_of(container_id, seal_id, batch_ids)
+        if container_id is not None or seal_id is not None or batch_ids
+        else ()
+    )
     _optional_text(doc, "scanner_id", 64)
 
     entering = to_country == monitored_country
@@ -253,6 +339,8 @@ def validate_document(doc: object, monitored_country: str = "KZ") -> CrossingEve
         direction=Direction.ENTRY if entering else Direction.EXIT,
         hs_codes=hs_codes,
         declared_destination=declared_destination,
+        permit_id=permit_id,
+        link_keys=link_keys,
     )
 
 
@@ -265,8 +353,18 @@ def parse_crossing(raw: bytes, monitored_country: str = "KZ") -> CrossingEvent:
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as error:
-        raise InvalidCrossing("invalid_json", f"not valid JSON in UTF-8: {error}") from None
+        raise InvalidCrossing("invalid_json", _json_error_detail(raw, error)) from None
     return validate_document(doc, monitored_country)
+
+
+def _json_error_detail(raw: bytes, error: orjson.JSONDecodeError) -> str:
+    # orjson reports bad UTF-8 as "surrogates not allowed" or similar; say what is wrong in
+    # the scanner operator's words. Only failed input pays for this second decode.
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        return f"not valid UTF-8: byte {bad.start} (0x{raw[bad.start]:02x}) cannot be decoded"
+    return f"not valid JSON: {error}"
 
 
 def consignment_id_of(raw: bytes) -> str | None:

@@ -1,13 +1,17 @@
 """The batch step shared by `bordermon replay` and the stream worker.
 
-A batch goes through two pure steps, so both drivers hold exactly the same logic:
+A batch goes through pure steps, so both drivers hold exactly the same logic:
 
 1. `validate_batch`: bytes -> accepted events, or rejects with a SPEC reason;
-2. `apply_batch`: accepted events -> state transitions and flags, in arrival order.
+2. `apply_batch` (the consignment stage): accepted events -> state transitions, flags and
+   link sightings, in arrival order;
+3. `apply_link_batch` (the link stage of `relabel-to-ru`): link sightings -> link-state
+   transitions and flags, in arrival order.
 
-Between them the driver loads the states of the consignments in the batch (the worker from
-Redis in one round trip; replay from a dict). After them it persists the touched states and
-delivers the flags. `Tally` counts what happened, for the replay summary and the metrics.
+Before each apply step the driver loads the states the batch needs (the worker from Redis in
+one round trip; replay from a dict); after it, it persists the touched states and delivers
+the flags (and, in the worker, the sightings to the links topic). `Tally` counts what
+happened, for the replay summary and the metrics.
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from bordermon.core.config import DetectionConfig
 from bordermon.core.crossing import CrossingEvent, InvalidCrossing, parse_crossing
 from bordermon.core.flag import Flag
-from bordermon.core.rule import DetectionConfig
+from bordermon.core.link import LinkState, apply_link
+from bordermon.core.sighting import LinkSighting
 from bordermon.core.state import ConsignmentState, apply
 
 
@@ -56,7 +62,13 @@ class Tally:
     accepted: int = 0
     duplicates: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
-    flags: Counter[str] = field(default_factory=Counter)
+    flags: Counter[str] = field(default_factory=Counter)  # by severity
+    flags_by_rule: Counter[str] = field(default_factory=Counter)
+    sightings: int = 0  # link sightings emitted by the consignment stage
+
+    def count_flag(self, flag: Flag) -> None:
+        self.flags[flag.severity] += 1
+        self.flags_by_rule[flag.rule] += 1
 
     @property
     def rejected_total(self) -> int:
@@ -113,11 +125,12 @@ def validate_batch(
 
 @dataclass(slots=True)
 class BatchOutcome:
-    """What a batch changed: states to persist, and flags in detection order with the
-    message that raised each (for scan-to-flag latency)."""
+    """What a batch changed: states to persist, flags in detection order with the message
+    that raised each (for scan-to-flag latency), and link sightings for the link stage."""
 
     touched: dict[str, ConsignmentState] = field(default_factory=dict)
     flags: list[tuple[Flag, Accepted]] = field(default_factory=list)
+    sightings: list[LinkSighting] = field(default_factory=list)
 
 
 def apply_batch(
@@ -140,6 +153,39 @@ def apply_batch(
         tally.accepted += 1
         outcome.touched[consignment_id] = transition.state
         for flag in transition.flags:
-            tally.flags[flag.severity] += 1
+            tally.count_flag(flag)
             outcome.flags.append((flag, item))
+        tally.sightings += len(transition.sightings)
+        outcome.sightings += transition.sightings
+    return outcome
+
+
+@dataclass(slots=True)
+class LinkBatchOutcome:
+    """What a batch of link sightings changed: link states to persist, and flags in
+    detection order with the sighting that raised each."""
+
+    touched: dict[str, LinkState] = field(default_factory=dict)
+    flags: list[tuple[Flag, LinkSighting]] = field(default_factory=list)
+
+
+def apply_link_batch(
+    sightings: Sequence[LinkSighting],
+    states: MutableMapping[str, LinkState],
+    config: DetectionConfig,
+    tally: Tally,
+    clock: Callable[[], int] = time.time_ns,
+) -> LinkBatchOutcome:
+    """Apply link sightings in order. `states` holds the loaded link states by key (missing =
+    new) and is updated in place. Duplicate sightings change nothing and touch nothing."""
+    outcome = LinkBatchOutcome()
+    for sighting in sightings:
+        transition = apply_link(states.get(sighting.link), sighting, config, clock)
+        states[sighting.link] = transition.state
+        if transition.duplicate:
+            continue
+        outcome.touched[sighting.link] = transition.state
+        for flag in transition.flags:
+            tally.count_flag(flag)
+            outcome.flags.append((flag, sighting))
     return outcome

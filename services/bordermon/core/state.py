@@ -1,11 +1,13 @@
-"""Per-consignment state and its transition: `apply(state, event) -> (state, flags)`.
+"""The consignment stage: per-consignment state and `apply(state, event) -> Transition`.
 
-This is the one copy of the detection logic; the replay command and the stream worker both
-drive it. What is kept, and why:
+This is the one copy of the consignment-level detection; the replay command and the stream
+worker both drive it. It runs the consignment rules of `bordermon.core.rules`
+(`transit-to-ru`, `export-without-permit`) and, for `relabel-to-ru`, emits the link
+sightings that the link stage (`bordermon.core.link`) decides on. What is kept, and why:
 
-- `entries` / `exits`: crossings the rule may still pair (candidate entries and exits only),
-  kept until the consignment is flagged, then dropped: one flag per rule, so nothing more
-  can come of them.
+- `entries` / `exits`: crossings `transit-to-ru` may still pair (qualifying entries and
+  exits only), kept until the consignment is flagged under it, then dropped: one flag per
+  rule, so nothing more can come of them. `export-without-permit` keeps nothing.
 - `hs_codes`, `declared`: everything severity and reasons need, as sets.
 - `seen`: fingerprints (8 bytes of BLAKE2b) of the most recent event ids, at most
   `dedup_memory` of them, so a consignment scanned thousands of times stays bounded. Kept
@@ -13,6 +15,8 @@ drive it. What is kept, and why:
   only let a very old duplicate of a non-candidate event be counted again, which changes no
   flag.
 - `flagged`: rules already flagged, so re-reading the topic emits no new flag.
+  Link sightings are not remembered: they carry no clock value, so one emitted again (a
+  duplicate the fingerprints no longer catch) is the same bytes and the link stage drops it.
 - `pending`: flags detected but not yet acknowledged by the flags topic. The worker writes the
   state with the flag in it before producing, and clears it after the broker acknowledges;
   a crash in between re-sends the very same flag (same `detected_at` too).
@@ -31,17 +35,36 @@ from typing import NamedTuple
 
 import orjson
 
+from bordermon.core.config import DetectionConfig
 from bordermon.core.crossing import CrossingEvent
-from bordermon.core.flag import Flag, Sighting, flag_id_for
-from bordermon.core.rule import DetectionConfig, pair_for_new_entry, pair_for_new_exit
-from bordermon.core.timestamps import format_utc, seconds_between
+from bordermon.core.flag import Flag
+from bordermon.core.rules import CONSIGNMENT_RULES, SIGHTING_SOURCES
+from bordermon.core.sighting import LinkSighting, Sighting
 
 STATE_VERSION = 1
-_FINGERPRINT_BYTES = 8
+FINGERPRINT_BYTES = 8
 
 
 def fingerprint(event_id: str) -> bytes:
-    return hashlib.blake2b(event_id.encode(), digest_size=_FINGERPRINT_BYTES).digest()
+    return hashlib.blake2b(event_id.encode(), digest_size=FINGERPRINT_BYTES).digest()
+
+
+def remember(seen: list[bytes], new_fingerprint: bytes, limit: int) -> None:
+    """Add a fingerprint, forgetting the oldest beyond `limit` (the state stays bounded)."""
+    seen.append(new_fingerprint)
+    if len(seen) > limit:
+        del seen[: len(seen) - limit]
+
+
+def pack_fingerprints(seen: list[bytes]) -> str:
+    return base64.b64encode(b"".join(seen)).decode("ascii")
+
+
+def unpack_fingerprints(text: str) -> list[bytes]:
+    packed = base64.b64decode(text, validate=True)
+    if len(packed) % FINGERPRINT_BYTES:
+        raise ValueError("the fingerprints are not whole")
+    return [packed[i : i + FINGERPRINT_BYTES] for i in range(0, len(packed), FINGERPRINT_BYTES)]
 
 
 @dataclass(slots=True)
@@ -69,10 +92,12 @@ class ConsignmentState:
 
 
 class Transition(NamedTuple):
-    """The result of applying one event: the new state and what it produced."""
+    """The result of applying one event: the new state and what it produced (flags of the
+    consignment rules, and link sightings for the link stage, both in a stable order)."""
 
     state: ConsignmentState
     flags: tuple[Flag, ...]
+    sightings: tuple[LinkSighting, ...]
     duplicate: bool
 
 
@@ -92,79 +117,28 @@ def apply(
         state = ConsignmentState(event.consignment_id)
     event_fingerprint = fingerprint(event.event_id)
     if state.has_seen(event.event_id, event_fingerprint):
-        return Transition(state, (), duplicate=True)
+        return Transition(state, (), (), duplicate=True)
 
-    state.seen.append(event_fingerprint)
-    if len(state.seen) > config.dedup_memory:
-        del state.seen[: len(state.seen) - config.dedup_memory]
+    remember(state.seen, event_fingerprint, config.dedup_memory)
     state.accepted += 1
     state.hs_codes.update(event.hs_codes)
     if event.declared_destination is not None:
         state.declared.add(event.declared_destination)
 
-    if config.rule in state.flagged:
-        return Transition(state, (), duplicate=False)
-
-    pair: tuple[Sighting, Sighting] | None = None
-    if config.is_candidate_entry(event):
-        sighting = _sighting(event)
-        pair = pair_for_new_entry(sighting, state.exits, config.window_ns)
-        if pair is None:
-            state.entries.append(sighting)
-    elif config.is_candidate_exit(event):
-        sighting = _sighting(event)
-        pair = pair_for_new_exit(sighting, state.entries, config.window_ns)
-        if pair is None:
-            state.exits.append(sighting)
-    if pair is None:
-        return Transition(state, (), duplicate=False)
-
-    flag = _raise_flag(state, pair, config, clock())
-    state.flagged.add(config.rule)
-    state.pending.append(flag)
-    # The ids of the dropped crossings stay in `seen`, so their duplicates are still caught.
-    state.entries.clear()
-    state.exits.clear()
-    return Transition(state, (flag,), duplicate=False)
-
-
-def _sighting(event: CrossingEvent) -> Sighting:
-    return Sighting(
-        event.event_id,
-        event.checkpoint,
-        event.from_country,
-        event.to_country,
-        event.observed_at,
-        event.instant_ns,
-    )
-
-
-def _raise_flag(
-    state: ConsignmentState,
-    pair: tuple[Sighting, Sighting],
-    config: DetectionConfig,
-    now_ns: int,
-) -> Flag:
-    entry, exit_ = pair
-    severity, reasons = config.watchlist.assess(state.hs_codes)
-    reasons += [
-        f"declared-destination:{code}"
-        for code in sorted(state.declared)
-        if code != exit_.to_country
-    ]
-    return Flag(
-        flag_id=flag_id_for(config.rule, state.consignment_id),
-        rule=config.rule,
-        consignment_id=state.consignment_id,
-        severity=severity.label,
-        reasons=tuple(reasons),
-        entry=entry,
-        exit=exit_,
-        dwell_seconds=seconds_between(entry.instant_ns, exit_.instant_ns),
-        window_seconds=config.window_seconds,
-        hs_codes=tuple(sorted(state.hs_codes)),
-        detected_at=format_utc(now_ns),
-    )
+    flags: list[Flag] = []
+    for name, detect in CONSIGNMENT_RULES.items():
+        if name not in config.rules or name in state.flagged:
+            continue
+        flag = detect(state, event, config, clock)
+        if flag is not None:
+            state.flagged.add(name)
+            state.pending.append(flag)
+            flags.append(flag)
+    sightings: tuple[LinkSighting, ...] = ()
+    for name, emit in SIGHTING_SOURCES.items():
+        if name in config.rules:
+            sightings += emit(event, config)
+    return Transition(state, tuple(flags), sightings, duplicate=False)
 
 
 def encode_state(state: ConsignmentState) -> bytes:
@@ -179,7 +153,7 @@ def encode_state(state: ConsignmentState) -> bytes:
     if state.declared:
         doc["d"] = sorted(state.declared)
     if state.seen:
-        doc["s"] = base64.b64encode(b"".join(state.seen)).decode("ascii")
+        doc["s"] = pack_fingerprints(state.seen)
     if state.flagged:
         doc["f"] = sorted(state.flagged)
     if state.pending:
@@ -196,7 +170,6 @@ def decode_state(raw: bytes) -> ConsignmentState:
         doc = orjson.loads(raw)
         if doc.get("v") != STATE_VERSION:
             raise StateDecodeError(f"state version {doc.get('v')!r}, expected {STATE_VERSION}")
-        packed = base64.b64decode(doc.get("s", ""))
         return ConsignmentState(
             consignment_id=doc["c"],
             accepted=doc["n"],
@@ -204,10 +177,7 @@ def decode_state(raw: bytes) -> ConsignmentState:
             exits=[Sighting.from_row(row) for row in doc.get("x", ())],
             hs_codes=set(doc.get("h", ())),
             declared=set(doc.get("d", ())),
-            seen=[
-                packed[i : i + _FINGERPRINT_BYTES]
-                for i in range(0, len(packed), _FINGERPRINT_BYTES)
-            ],
+            seen=unpack_fingerprints(doc.get("s", "")),
             flagged=set(doc.get("f", ())),
             pending=[Flag.from_record(record) for record in doc.get("p", ())],
         )

@@ -52,7 +52,9 @@ _DAY_CACHE_MAX = 100_000
 def _day_number(text: str) -> int:
     """Days since the epoch of the `YYYY-MM-DD` that starts `text`, validated."""
     year, month, day = int(text[0:4]), int(text[5:7]), int(text[8:10])
-    if year < 1 or not 1 <= month <= 12:
+    if year < 1:
+        raise InvalidTimestamp(f"{text!r} has year {text[0:4]}, out of range")
+    if not 1 <= month <= 12:
         raise InvalidTimestamp(f"{text!r} has no such month")
     days_in_month = 29 if month == 2 and _is_leap(year) else _DAYS_IN_MONTH[month - 1]
     if not 1 <= day <= days_in_month:

@@ -41,6 +41,15 @@ TIER_SEVERITY: dict[str, Severity] = {
 }
 
 BUILTIN_CHPL = "builtin:chpl"
+# The default export-control list of SPEC §4.3: the CHPL's tiers 1 and 2 only.
+BUILTIN_CHPL_TIERS_1_2 = "builtin:chpl-tiers-1-2"
+# Builtin sources and the tiers each keeps (None: all).
+_BUILTINS: dict[str, frozenset[str] | None] = {
+    BUILTIN_CHPL: None,
+    BUILTIN_CHPL_TIERS_1_2: frozenset({"1", "2"}),
+}
+# Reasons of the export-control list read `export-control:<tier>:<code>` whatever the file.
+EXPORT_CONTROL_LIST_NAME = "export-control"
 
 
 class WatchlistError(ValueError):
@@ -97,8 +106,29 @@ class Watchlist:
         return severity, [entry.reason for entry in ordered]
 
 
-def parse_watchlist(text: str, list_name: str, source: str = "<text>") -> list[WatchlistEntry]:
-    reader = csv.DictReader(io.StringIO(text))
+_BOM = "\ufeff"
+
+
+def decode_list_text(data: bytes | str, source: str) -> str:
+    """The text of a CSV list file: UTF-8, with or without a byte-order mark (spreadsheets
+    write one). Anything else is a `WatchlistError` naming the file and the line."""
+    if isinstance(data, str):
+        return data.removeprefix(_BOM)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise WatchlistError(
+            f"{source}:{line}: not UTF-8 (byte 0x{data[error.start]:02x}); save the list as"
+            " UTF-8 CSV"
+        ) from None
+
+
+def parse_watchlist(
+    data: bytes | str, list_name: str, source: str = "<text>"
+) -> list[WatchlistEntry]:
+    """Entries of one CSV list, given as the file's bytes or its text."""
+    reader = csv.DictReader(io.StringIO(decode_list_text(data, source)))
     missing = {"hs6", "tier"} - set(reader.fieldnames or ())
     if missing:
         raise WatchlistError(f"{source}: missing column(s) {', '.join(sorted(missing))}")
@@ -120,18 +150,32 @@ def parse_watchlist(text: str, list_name: str, source: str = "<text>") -> list[W
     return entries
 
 
-def load_watchlist(sources: Iterable[str]) -> Watchlist:
-    """Load `builtin:chpl` and/or CSV paths; a list's name is its file name without suffix."""
+def load_watchlist(sources: Iterable[str], *, list_name: str | None = None) -> Watchlist:
+    """Load builtin lists (`builtin:chpl`, `builtin:chpl-tiers-1-2`) and/or CSV paths.
+
+    A list's name (the first part of its reasons) is `list_name` when given, else `chpl` for
+    the builtins and the file name without suffix for a path.
+    """
     entries: list[WatchlistEntry] = []
     for source in sources:
-        if source == BUILTIN_CHPL:
-            text = (resources.files(__package__) / "data" / "chpl.csv").read_text("utf-8")
-            entries += parse_watchlist(text, "chpl", source)
+        if source in _BUILTINS:
+            data = (resources.files(__package__) / "data" / "chpl.csv").read_bytes()
+            tiers = _BUILTINS[source]
+            entries += [
+                entry
+                for entry in parse_watchlist(data, list_name or "chpl", source)
+                if tiers is None or entry.tier in tiers
+            ]
             continue
         path = Path(source)
         try:
-            text = path.read_text("utf-8")
+            data = path.read_bytes()
         except OSError as error:
             raise WatchlistError(f"cannot read watchlist {source}: {error.strerror}") from None
-        entries += parse_watchlist(text, path.stem, source)
+        entries += parse_watchlist(data, list_name or path.stem, source)
     return Watchlist(entries)
+
+
+def load_export_controls(sources: Iterable[str]) -> Watchlist:
+    """The export-control list of SPEC §4.3; its reasons read `export-control:<tier>:<code>`."""
+    return load_watchlist(sources, list_name=EXPORT_CONTROL_LIST_NAME)

@@ -1,4 +1,9 @@
-"""The faust app: crossings in, batches through `BatchProcessor`, flags and dead letters out.
+"""The faust app: two agents, each driving one stage's `BatchProcessor` over its topic.
+
+- `crossings` (keyed by consignment id) -> the consignment stage: dead letters, flags of
+  `transit-to-ru` and `export-without-permit`, and link sightings to the links topic;
+- `links` (keyed by container / seal / goods batch) -> the link stage: flags of
+  `relabel-to-ru`. Only subscribed when that rule is on.
 
 Faust owns consumption, partition assignment and offset commits; this module is the thin
 adapter. `Stream.take_events` acknowledges a batch's events only after our loop body returns,
@@ -26,13 +31,16 @@ from collections.abc import Sequence
 from typing import Any
 
 import faust
+from prometheus_client import Gauge
 
-from bordermon.core.flag import Flag
-from bordermon.core.pipeline import Message, Reject
-from bordermon.core.rule import DetectionConfig
+from bordermon.core.config import DetectionConfig
+from bordermon.core.link import LinkState
+from bordermon.core.pipeline import Message
+from bordermon.core.rules import RULE_RELABEL
+from bordermon.core.state import ConsignmentState
 from bordermon.metrics import CONSIGNMENTS_IN_STATE, CONSUMER_LAG
-from bordermon.processor.batch import BatchProcessor, PoisonLimitExceeded
-from bordermon.processor.dead_letter import dead_letter_headers
+from bordermon.processor.batch import BatchProcessor, PoisonLimitExceeded, Record, StageTopics
+from bordermon.processor.stages import ConsignmentStage, LinkStage
 from bordermon.settings import Settings
 from bordermon.stores.base import StateStore, StoreUnavailable
 
@@ -53,49 +61,44 @@ REBALANCE_TIMEOUT_S = 20.0
 STATE_COUNT_INTERVAL_S = 10.0
 
 
-class KafkaSinks:
-    """Flags and dead letters through faust's producer, waiting for the broker's acks."""
+class FaustProducer:
+    """Records through faust's producer, waiting for the broker's acknowledgements."""
 
-    def __init__(self, app: faust.App, settings: Settings) -> None:
+    def __init__(self, app: faust.App) -> None:
         self.app = app
-        self.flags_topic = settings.flags_topic
-        self.dead_letter_topic = settings.dead_letter_topic
-        self.crossings_topic = settings.crossings_topic
 
-    async def _send_all(self, records: Sequence[tuple[str, bytes | None, bytes, Any]]) -> None:
+    async def send_all(self, records: Sequence[Record]) -> None:
         producer = self.app.producer
         futures = [
-            await producer.send(topic, key, value, None, None, headers)
-            for topic, key, value, headers in records
+            await producer.send(
+                record.topic,
+                record.key,
+                record.value,
+                None,
+                None if record.timestamp_ms is None else record.timestamp_ms / 1000,
+                record.headers,
+            )
+            for record in records
         ]
         await asyncio.gather(*futures)
 
-    async def send_flags(self, flags: Sequence[Flag]) -> None:
-        await self._send_all(
-            [
-                (self.flags_topic, flag.consignment_id.encode(), flag.to_json(), None)
-                for flag in flags
-            ]
-        )
-
-    async def send_dead_letters(self, rejects: Sequence[Reject]) -> None:
-        await self._send_all(
-            [
-                (
-                    self.dead_letter_topic,
-                    reject.message.key,
-                    reject.message.value,
-                    dead_letter_headers(reject, self.crossings_topic),
-                )
-                for reject in rejects
-            ]
-        )
-
 
 def new_faust_app(app_id: str, kafka_bootstrap: str) -> faust.App:
-    """A faust app configured the way bordermon runs faust (the benchmarks reuse it)."""
+    """A faust app configured the way bordermon runs faust (the benchmarks reuse it).
+
+    faust creates its data directory (`<app id>-data/v1/tables`) when it starts, even with
+    the in-memory store that leaves it empty; it goes in a private temporary directory,
+    removed at exit, instead of the directory the worker was started from.
+    """
+    import atexit
+    import shutil
+    import tempfile
+
+    datadir = tempfile.mkdtemp(prefix="bordermon-faust-")
+    atexit.register(shutil.rmtree, datadir, ignore_errors=True)
     return faust.App(
         app_id,
+        datadir=datadir,
         broker=[f"kafka://{server.strip()}" for server in kafka_bootstrap.split(",")],
         value_serializer="raw",
         key_serializer="raw",
@@ -120,50 +123,58 @@ def new_faust_app(app_id: str, kafka_bootstrap: str) -> faust.App:
 def create_app(
     settings: Settings,
     config: DetectionConfig,
-    store: StateStore,
+    store: StateStore[ConsignmentState],
+    link_store: StateStore[LinkState] | None = None,
     *,
     retry_max_s: float = 5.0,
 ) -> faust.App:
-    """A faust app with one agent over the crossings topic, configured from `settings`."""
+    """A faust app with an agent per stage, configured from `settings`. The link stage runs
+    when `relabel-to-ru` is on (then `link_store` is required)."""
     app = new_faust_app(settings.consumer_group, settings.kafka_bootstrap)
-    crossings = app.topic(
-        settings.crossings_topic, key_type=bytes, value_type=bytes, value_serializer="raw"
-    )
-    sinks = KafkaSinks(app, settings)
-    processor = BatchProcessor(
-        config,
+    producer = FaustProducer(app)
+    relabel = RULE_RELABEL in config.rules
+    consignments = BatchProcessor(
+        ConsignmentStage(config),
         store,
-        sinks,
-        sinks,
-        topic=settings.crossings_topic,
+        producer,
+        StageTopics(
+            source=settings.crossings_topic,
+            flags=settings.flags_topic,
+            dead_letter=settings.dead_letter_topic,
+            forward=settings.links_topic if relabel else None,
+        ),
         is_transient=is_transient_kafka_error,
         retry_max_s=retry_max_s,
     )
-    max_events = settings.batch_max_events
-    within_s = settings.batch_max_wait_ns / 1e9
-
-    # Next offset to process, per partition: lag is measured against what was *processed*,
-    # not merely fetched into faust's buffers.
-    next_offsets: dict[int, int] = {}
-
-    @app.agent(crossings, name="crossings")
-    async def process_crossings(stream: faust.StreamT[bytes]) -> None:
-        # take_events is on the Stream class, not on faust's StreamT protocol.
-        batches = stream.take_events(max_events, within=within_s)  # type: ignore[attr-defined]
-        async for events in batches:
-            messages = [_to_message(event) for event in events]
-            await _process_or_stop(processor, messages)
-            for message in messages:
-                if message.position >= next_offsets.get(message.partition, 0):
-                    next_offsets[message.partition] = message.position + 1
+    processors: list[BatchProcessor[Any, Any]] = [consignments]
+    lag = LagReport(settings.crossings_topic)
+    _add_agent(app, "crossings", settings.crossings_topic, consignments, settings, on_processed=lag)
+    if relabel:
+        if link_store is None:
+            raise ValueError("relabel-to-ru is on: the link stage needs a link store")
+        links = BatchProcessor(
+            LinkStage(config),
+            link_store,
+            producer,
+            StageTopics(
+                source=settings.links_topic,
+                flags=settings.flags_topic,
+                dead_letter=settings.dead_letter_topic,
+            ),
+            is_transient=is_transient_kafka_error,
+            retry_max_s=retry_max_s,
+        )
+        processors.append(links)
+        _add_agent(app, "links", settings.links_topic, links, settings)
 
     @app.on_partitions_assigned.connect
     async def forget_owner_tokens(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        processor.on_assignment_changed()
+        for processor in processors:
+            processor.on_assignment_changed()
 
     @app.timer(interval=LAG_INTERVAL_S)  # type: ignore[untyped-decorator]
     async def report_lag() -> None:
-        await _report_lag(app, settings.crossings_topic, next_offsets)
+        await lag.update(app.consumer)
 
     @app.timer(interval=STATE_COUNT_INTERVAL_S)  # type: ignore[untyped-decorator]
     async def report_state_size() -> None:
@@ -171,31 +182,69 @@ def create_app(
         if count is not None:
             CONSIGNMENTS_IN_STATE.set(count)
 
-    app.bordermon_processor = processor  # type: ignore[attr-defined]
+    app.bordermon_processors = processors  # type: ignore[attr-defined]
     return app
 
 
-async def _report_lag(app: faust.App, topic: str, next_offsets: dict[int, int]) -> None:
-    """Lag per assigned crossings partition: high watermark minus the next offset to process."""
-    consumer = app.consumer
-    assigned = {tp.partition: tp for tp in consumer.assignment() if tp.topic == topic}
-    for partition, tp in assigned.items():
-        try:
-            highwater = consumer.highwater(tp)
-        except Exception:  # not fetched yet: no watermark known
-            continue
-        if highwater is None:
-            continue
-        position = next_offsets.get(partition)
-        if position is None:
-            position = await consumer.position(tp)
-        if position is not None:
-            CONSUMER_LAG.labels(topic, str(partition)).set(max(highwater - position, 0))
-    # Partitions that moved to another worker are that worker's to report.
-    # prometheus_client has no public way to list a metric's label sets.
-    for labels in list(CONSUMER_LAG._metrics):
-        if labels[0] == topic and int(labels[1]) not in assigned:
-            CONSUMER_LAG.remove(*labels)
+def _add_agent(
+    app: faust.App,
+    name: str,
+    topic_name: str,
+    processor: BatchProcessor[Any, Any],
+    settings: Settings,
+    *,
+    on_processed: LagReport | None = None,
+) -> None:
+    topic = app.topic(topic_name, key_type=bytes, value_type=bytes, value_serializer="raw")
+    max_events = settings.batch_max_events
+    within_s = settings.batch_max_wait_ns / 1e9
+
+    @app.agent(topic, name=name)
+    async def process(stream: faust.StreamT[bytes]) -> None:
+        # take_events is on the Stream class, not on faust's StreamT protocol.
+        batches = stream.take_events(max_events, within=within_s)  # type: ignore[attr-defined]
+        async for events in batches:
+            messages = [_to_message(event) for event in events]
+            await _process_or_stop(processor, messages)
+            if on_processed is not None:
+                on_processed.processed(messages)
+
+
+class LagReport:
+    """Consumer lag of one topic, per partition this worker is assigned: the high watermark
+    minus the next offset to *process* (not merely fetched into faust's buffers). It remembers
+    the partitions it reported, so that a partition that moved to another worker stops being
+    reported here (it is that worker's to report)."""
+
+    def __init__(self, topic: str, gauge: Gauge = CONSUMER_LAG) -> None:
+        self.topic = topic
+        self.gauge = gauge
+        self.next_offsets: dict[int, int] = {}
+        self._reported: set[int] = set()
+
+    def processed(self, messages: Sequence[Message]) -> None:
+        for message in messages:
+            if message.position >= self.next_offsets.get(message.partition, 0):
+                self.next_offsets[message.partition] = message.position + 1
+
+    async def update(self, consumer: Any) -> None:
+        assigned = {tp.partition: tp for tp in consumer.assignment() if tp.topic == self.topic}
+        for partition, tp in assigned.items():
+            try:
+                highwater = consumer.highwater(tp)
+            except Exception:  # not fetched yet: no watermark known
+                continue
+            if highwater is None:
+                continue
+            position = self.next_offsets.get(partition)
+            if position is None:
+                position = await consumer.position(tp)
+            if position is not None:
+                self.gauge.labels(self.topic, str(partition)).set(max(highwater - position, 0))
+                self._reported.add(partition)
+        for partition in sorted(self._reported - assigned.keys()):
+            self.gauge.remove(self.topic, str(partition))
+            self._reported.discard(partition)
 
 
 async def store_size(store: StateStore) -> int | None:
@@ -221,7 +270,7 @@ def _to_message(event: Any) -> Message:
     )
 
 
-async def _process_or_stop(processor: BatchProcessor, messages: list[Message]) -> None:
+async def _process_or_stop(processor: BatchProcessor[Any, Any], messages: list[Message]) -> None:
     """Process a batch; on anything the processor could not handle, stop before the commit."""
     try:
         await processor.process(messages)
@@ -245,9 +294,17 @@ def _stop_now() -> None:
 
 
 def is_transient_kafka_error(error: BaseException) -> bool:
-    """Kafka being unreachable (retry), as opposed to Kafka refusing this data (don't)."""
-    from aiokafka.errors import KafkaError
+    """Kafka or the network failing (hold the partition and retry), as opposed to Kafka refusing
+    *this record* (then the message that produced it is poison).
 
-    if isinstance(error, KafkaError):
-        return bool(getattr(error, "retriable", True))
-    return isinstance(error, ConnectionError | TimeoutError)
+    Only the record-level refusals count as the data's fault. Everything else from Kafka is
+    infrastructure, whatever aiokafka's `retriable` flag says: a producer timeout
+    (`KafkaTimeoutError`, "not retriable" in aiokafka, is what a broker outage looks like), a
+    missing ACL or topic. Treating those as poison would dead-letter good messages during an
+    outage; holding the partition is what SPEC §6 asks for infrastructure faults.
+    """
+    from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLargeError
+
+    if isinstance(error, MessageSizeTooLargeError | RecordTooLargeError):
+        return False
+    return isinstance(error, KafkaError | ConnectionError | TimeoutError)

@@ -1,6 +1,7 @@
-"""One batch of crossings through the worker, in the order that makes SPEC §6 hold.
+"""One batch through a worker stage, in the order that makes SPEC §6 hold.
 
-For a batch read from the crossings topic:
+The same steps serve both stages (`bordermon.processor.stages`): the consignment stage over the
+crossings topic and the link stage over the links topic. For a batch read from its topic:
 
 1. **validate** every message (the core), once: rejects go to the dead-letter topic and are
    acknowledged there before anything else, so an offset is never committed past a message
@@ -8,8 +9,11 @@ For a batch read from the crossings topic:
    count again;
 2. **state phase**, retried as a whole while Kafka or Redis is unreachable:
    claim an owner token for each partition seen for the first time since the last rebalance,
-   load the batch's states with their revisions in one round trip, apply the accepted events
-   in order (the core), and save. If flags are pending, the states are saved *with the flags
+   load the batch's states with their revisions in one round trip, apply the accepted items
+   in order (the core), produce what goes to the next stage (link sightings) and wait for the
+   acknowledgements *before* any save, so that an item counted as seen has always been handed
+   on (a crash in between re-sends identical sightings, which the link stage drops as
+   duplicates), then save. If flags are pending, the states are saved *with the flags
    inside* first, then the flags are produced and acknowledged, then the states are saved
    with the flags cleared. A crash before the produce re-sends the stored flag body (same
    `flag_id`, same `detected_at`); a crash after it re-sends at worst a duplicate;
@@ -27,8 +31,8 @@ as `internal_error` with the exception in `detail`, and the rest is applied. A m
 tried at most ~log2(batch) + 1 times. `PoisonLimit` stops the worker instead when most recent
 messages fail, which is a bad deploy, not bad data.
 
-Nothing here knows about faust or Kafka clients: sinks and the store are small interfaces, so
-the whole step runs in unit tests with an in-memory store and list sinks.
+Nothing here knows about faust or Kafka clients: the producer and the store are small
+interfaces, so the whole step runs in unit tests with an in-memory store and a list producer.
 """
 
 from __future__ import annotations
@@ -40,22 +44,15 @@ import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import Generic, NamedTuple, Protocol, TypeVar
 
-from bordermon import metrics
 from bordermon.core.flag import Flag
-from bordermon.core.pipeline import (
-    INTERNAL_ERROR,
-    Accepted,
-    Message,
-    Reject,
-    Tally,
-    apply_batch,
-    validate_batch,
-)
-from bordermon.core.rule import DetectionConfig
-from bordermon.core.state import ConsignmentState
+from bordermon.core.pipeline import INTERNAL_ERROR, Message, Reject, Tally
 from bordermon.core.timestamps import NANOS_PER_SECOND
+from bordermon.metrics import PROMETHEUS
+from bordermon.processor.dead_letter import dead_letter_headers
+from bordermon.processor.recorder import Recorder
+from bordermon.processor.stages import Forward, I, S, Stage
 from bordermon.stores.base import Fenced, SaveConflict, StateStore, StoreUnavailable
 
 log = logging.getLogger("bordermon.worker")
@@ -63,14 +60,30 @@ log = logging.getLogger("bordermon.worker")
 T = TypeVar("T")
 
 
-class FlagSink(Protocol):
-    async def send_flags(self, flags: Sequence[Flag]) -> None:
-        """Return once every flag is acknowledged by the broker; raise otherwise."""
+class Record(NamedTuple):
+    """One record to produce."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]] | None = None
+    timestamp_ms: int | None = None
 
 
-class DeadLetterSink(Protocol):
-    async def send_dead_letters(self, rejects: Sequence[Reject]) -> None:
-        """Return once every reject is acknowledged in the dead-letter topic; raise otherwise."""
+class Producer(Protocol):
+    async def send_all(self, records: Sequence[Record]) -> None:
+        """Return once every record is acknowledged by the broker; raise otherwise."""
+
+
+@dataclass(frozen=True, slots=True)
+class StageTopics:
+    """Where a stage reads (`source`) and what it writes to."""
+
+    source: str
+    flags: str
+    dead_letter: str
+    forward: str | None = None
+    """The next stage's topic (the links topic, for the consignment stage)."""
 
 
 class PoisonLimitExceeded(Exception):
@@ -135,28 +148,29 @@ def owner_of(message: Message, topic: str) -> str:
     return f"{topic}:{message.partition}"
 
 
-class BatchProcessor:
-    """The worker's batch step. Between batches it holds running counts and, per partition,
-    the owner token claimed since the last rebalance."""
+class BatchProcessor(Generic[I, S]):
+    """The worker's batch step for one stage. Between batches it holds running counts and, per
+    partition, the owner token claimed since the last rebalance."""
 
     def __init__(
         self,
-        config: DetectionConfig,
-        store: StateStore,
-        flag_sink: FlagSink,
-        dead_letter_sink: DeadLetterSink,
+        stage: Stage[I, S],
+        store: StateStore[S],
+        producer: Producer,
+        topics: StageTopics,
         *,
-        topic: str = "crossings",
         is_transient: Callable[[BaseException], bool] = _never_transient,
         poison_limit: PoisonLimit | None = None,
         retry_max_s: float = 5.0,
         clock: Callable[[], int] = time.time_ns,
+        recorder: Recorder = PROMETHEUS,
     ) -> None:
-        self.config = config
+        self.recorder = recorder
+        self.stage = stage
         self.store = store
-        self.flag_sink = flag_sink
-        self.dead_letter_sink = dead_letter_sink
-        self.topic = topic
+        self.producer = producer
+        self.topics = topics
+        self.topic = topics.source
         self.is_transient = is_transient
         self.poison_limit = poison_limit or PoisonLimit()
         self.retry_max_s = retry_max_s
@@ -175,18 +189,27 @@ class BatchProcessor:
         report = BatchReport(messages=len(messages))
         live = [m for m in messages if owner_of(m, self.topic) not in self.fenced]
         report.fenced = len(messages) - len(live)
-        accepted, rejects = validate_batch(live, self.config, self.tally)
+        accepted, rejects = self.stage.validate(live, self.tally)
         if rejects:
             await self._retrying("dead-letter", lambda: self._dead_letter(rejects))
             report.rejected = len(rejects)
         await self._apply_isolating(accepted, report)
-        metrics.BATCH_SIZE.observe(len(messages))
-        metrics.BATCH_DURATION.observe(time.perf_counter() - started)
+        self.recorder.batch(len(messages), time.perf_counter() - started)
         return report
 
     async def _dead_letter(self, rejects: Sequence[Reject]) -> None:
-        await self.dead_letter_sink.send_dead_letters(rejects)
-        metrics.record_rejects((r.reason for r in rejects), dead_lettered=True)
+        await self.producer.send_all(
+            [
+                Record(
+                    self.topics.dead_letter,
+                    reject.message.key,
+                    reject.message.value,
+                    dead_letter_headers(reject, self.topics.source),
+                )
+                for reject in rejects
+            ]
+        )
+        self.recorder.rejects((r.reason for r in rejects), dead_lettered=True)
 
     async def _retrying(self, what: str, step: Callable[[], Awaitable[T]]) -> T:
         """Run `step` until it succeeds, backing off while Redis or Kafka is unreachable.
@@ -196,7 +219,7 @@ class BatchProcessor:
             try:
                 return await step()
             except StoreUnavailable as error:
-                metrics.STORE_ERRORS.labels("unavailable").inc()
+                self.recorder.store_unavailable()
                 log.warning(
                     "%s: state store unavailable, retrying in %.1fs: %s", what, delay, error
                 )
@@ -207,25 +230,27 @@ class BatchProcessor:
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.retry_max_s)
 
-    async def _apply_isolating(self, items: Sequence[Accepted], report: BatchReport) -> None:
+    async def _apply_isolating(self, items: Sequence[I], report: BatchReport) -> None:
         """Apply `items`; on a processing failure, bisect down to the message that causes it."""
         if not items:
             return
         try:
             await self._retrying("state phase", lambda: self._apply_owned(items, report))
         except Exception as error:  # not an outage (retried inside): this batch cannot be applied
-            if len(items) > 1:
-                middle = len(items) // 2
-                await self._apply_isolating(items[:middle], report)
-                await self._apply_isolating(items[middle:], report)
-                return
-            await self._dead_letter_poison(items[0], error, report)
+            failure = error
+        else:
+            self.poison_limit.record_ok(len(items))
             return
-        self.poison_limit.record_ok(len(items))
+        # Outside the `except`: bisecting inside it would chain every level's traceback into
+        # the one that is finally logged.
+        if len(items) == 1:
+            await self._dead_letter_poison(items[0], failure, report)
+            return
+        middle = len(items) // 2
+        await self._apply_isolating(items[:middle], report)
+        await self._apply_isolating(items[middle:], report)
 
-    async def _dead_letter_poison(
-        self, item: Accepted, error: Exception, report: BatchReport
-    ) -> None:
+    async def _dead_letter_poison(self, item: I, error: Exception, report: BatchReport) -> None:
         self.poison_limit.record_failure()
         detail = f"processing failed: {type(error).__name__}: {error}"
         log.error(
@@ -241,7 +266,7 @@ class BatchProcessor:
         self.tally.rejected[INTERNAL_ERROR] += 1
         report.poison += 1
 
-    async def _apply_owned(self, items: Sequence[Accepted], report: BatchReport) -> None:
+    async def _apply_owned(self, items: Sequence[I], report: BatchReport) -> None:
         """The state phase, re-done from a fresh load on a conflict, and without the
         partitions this worker turns out to have lost."""
         while items:
@@ -249,10 +274,10 @@ class BatchProcessor:
                 await self._apply_once(items, report)
                 return
             except SaveConflict as conflict:
-                metrics.STORE_ERRORS.labels("conflict").inc()
+                self.recorder.save_refused("conflict")
                 log.info("another writer changed %s; reloading and re-applying", conflict)
             except Fenced as fenced:
-                metrics.STORE_ERRORS.labels("fenced").inc(len(fenced.owners))
+                self.recorder.save_refused("fenced", len(fenced.owners))
                 self.fenced |= fenced.owners
                 kept = [i for i in items if owner_of(i.message, self.topic) not in self.fenced]
                 report.fenced += len(items) - len(kept)
@@ -264,7 +289,7 @@ class BatchProcessor:
                 )
                 items = kept
 
-    async def _fence(self, items: Sequence[Accepted]) -> dict[str, int]:
+    async def _fence(self, items: Sequence[I]) -> dict[str, int]:
         owners = {owner_of(item.message, self.topic) for item in items}
         unclaimed = owners - self.tokens.keys()
         if unclaimed:
@@ -273,13 +298,15 @@ class BatchProcessor:
             self.tokens.update(await self.store.claim(sorted(unclaimed)))
         return {owner: self.tokens[owner] for owner in owners}
 
-    async def _apply_once(self, items: Sequence[Accepted], report: BatchReport) -> None:
+    async def _apply_once(self, items: Sequence[I], report: BatchReport) -> None:
         fence = await self._fence(items)
-        with metrics.REDIS_ROUND_TRIP.labels("load").time():
-            snapshot = await self.store.snapshot({item.event.consignment_id for item in items})
-        states: dict[str, ConsignmentState] = snapshot.states
+        with self.recorder.round_trip("load"):
+            snapshot = await self.store.snapshot({self.stage.key_of(item) for item in items})
+        states = snapshot.states
         attempt = Tally()  # counted only if the attempt succeeds, so retries never double-count
-        outcome = apply_batch(items, states, self.config, attempt, self.clock)
+        outcome = self.stage.apply(items, states, attempt, self.clock)
+        if outcome.forwards:
+            await self._forward(outcome.forwards)
 
         # Pending flags: new ones, and any left by a crash before their acknowledgement.
         flagged = [state for state in states.values() if state.pending]
@@ -288,24 +315,37 @@ class BatchProcessor:
         )
         flags = [flag for state in flagged for flag in state.pending]
         if flags:
-            await self.flag_sink.send_flags(flags)
+            await self.producer.send_all(
+                [
+                    Record(self.topics.flags, flag.consignment_id.encode(), flag.to_json())
+                    for flag in flags
+                ]
+            )
             acknowledged_ns = time.time_ns()
             for state in flagged:
                 state.pending.clear()
             await self._save(flagged, revisions, fence, report)
             report.flags.extend(flags)
-            triggers = {flag.flag_id: item for flag, item in outcome.flags}
+            triggers = {flag.flag_id: message for flag, message in outcome.flags}
             for flag in flags:
-                metrics.record_flag(
+                self.recorder.flag(
                     flag, _scan_to_flag_s(triggers.get(flag.flag_id), acknowledged_ns)
                 )
         _add_tally(self.tally, attempt)
-        metrics.EVENTS_DUPLICATE.inc(attempt.duplicates)
-        metrics.record_events(item.event for item in items)
+        self.recorder.duplicates(attempt.duplicates)
+        self.stage.record(items, self.recorder)
+
+    async def _forward(self, forwards: Sequence[Forward]) -> None:
+        topic = self.topics.forward
+        if topic is None:
+            raise RuntimeError(f"stage {self.stage.name} forwards records but has no next topic")
+        await self.producer.send_all(
+            [Record(topic, f.key, f.value, None, f.timestamp_ms) for f in forwards]
+        )
 
     async def _save(
         self,
-        states: Iterable[ConsignmentState],
+        states: Iterable[S],
         expected: dict[str, int],
         fence: dict[str, int],
         report: BatchReport,
@@ -313,14 +353,15 @@ class BatchProcessor:
         batch = list(states)
         if not batch:
             return expected
-        with metrics.REDIS_ROUND_TRIP.labels("save").time():
+        with self.recorder.round_trip("save"):
             saved = await self.store.save(batch, expected=expected, fence=fence)
         report.states_saved += len(saved)
         return {**expected, **saved}
 
 
-def _scan_to_flag_s(trigger: Accepted | None, acknowledged_ns: int) -> float | None:
-    """From the Kafka timestamp of the scan that completed the pair to the flag's ack."""
-    if trigger is None or trigger.message.timestamp_ms is None:
+def _scan_to_flag_s(trigger: Message | None, acknowledged_ns: int) -> float | None:
+    """From the Kafka timestamp of the scan that completed the pair to the flag's ack (the
+    link stage's records carry their scan's timestamp, see `Forward`)."""
+    if trigger is None or trigger.timestamp_ms is None:
         return None
-    return acknowledged_ns / NANOS_PER_SECOND - trigger.message.timestamp_ms / 1000
+    return acknowledged_ns / NANOS_PER_SECOND - trigger.timestamp_ms / 1000

@@ -1,17 +1,22 @@
 """`bordermon worker`: run one stream processor (start several for more throughput).
 
-Before faust starts, the worker checks that Redis answers and that the crossings, flags and
-dead-letter topics exist, so a missing piece is one clear line instead of a retry loop.
+Before faust starts, the worker checks that Redis answers and that the crossings, flags,
+dead-letter and (with `relabel-to-ru` on) links topics exist, so a missing piece is one clear
+line instead of a retry loop.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bordermon.cli import CommandError, add_settings_options, load_settings
+from bordermon.core.rules import RULE_RELABEL
 from bordermon.settings import Settings, mask_url
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
 
 WORKER_SETTINGS = (
     "kafka_bootstrap",
@@ -19,12 +24,17 @@ WORKER_SETTINGS = (
     "crossings_topic",
     "flags_topic",
     "dead_letter_topic",
+    "links_topic",
     "consumer_group",
+    "rules",
     "window",
+    "relabel_window",
     "monitored_country",
     "destinations_of_concern",
     "watchlists",
+    "export_controls",
     "state_ttl",
+    "link_state_ttl",
     "metrics_port",
 )
 
@@ -68,24 +78,44 @@ def preflight(settings: Settings) -> None:
         "logger": logging.getLogger(KAFKA_LOGGER),
     }
     admin = AdminClient(client_config)
-    for topic, setting in (
+    topics = [
         (settings.crossings_topic, "crossings_topic"),
         (settings.flags_topic, "flags_topic"),
         (settings.dead_letter_topic, "dead_letter_topic"),
-    ):
+    ]
+    if RULE_RELABEL in settings.rules:
+        topics.append((settings.links_topic, "links_topic"))
+    for topic, setting in topics:
         try:
             check_topic(admin, admin.poll, errors, bootstrap=settings.kafka_bootstrap, topic=topic)
         except KafkaUnavailable as error:
             raise CommandError(unreachable_hint(error, setting)) from None
 
 
+def serve_metrics(port: int, log: logging.Logger) -> WSGIServer:
+    """Serve /metrics on `port`, on every interface (prometheus_client binds 0.0.0.0), and log
+    the address it really bound; a port in use is one line saying which setting to change."""
+    from prometheus_client import start_http_server
+
+    try:
+        server, _ = start_http_server(port)
+    except OSError as error:
+        raise CommandError(
+            f"cannot serve metrics on port {port}: {error.strerror}; set BORDERMON_METRICS_PORT"
+            " (or --metrics-port) to a free port, or to 0 to serve no metrics"
+        ) from None
+    host, bound_port = server.server_address[:2]
+    log.info("metrics on http://%s:%d/metrics (all interfaces)", host, bound_port)
+    return server
+
+
 def run(args: argparse.Namespace) -> int:
     import faust
-    from prometheus_client import start_http_server
 
     from bordermon.metrics import CONFIG_INFO
     from bordermon.processor.app import create_app
-    from bordermon.stores.redis_store import RedisStore
+    from bordermon.stores.base import LINKS
+    from bordermon.stores.redis_store import LINK_PREFIX, RedisStore
 
     settings = load_settings(args)
     config = settings.detection_config()
@@ -95,10 +125,15 @@ def run(args: argparse.Namespace) -> int:
     )
     log = logging.getLogger("bordermon.worker")
     store = RedisStore.from_url(settings.redis_url, ttl_seconds=settings.state_ttl_seconds)
-    app = create_app(settings, config, store)
+    link_store = RedisStore.from_url(
+        settings.redis_url,
+        ttl_seconds=settings.link_state_ttl_seconds,
+        prefix=LINK_PREFIX,
+        codec=LINKS,
+    )
+    app = create_app(settings, config, store, link_store)
     if settings.metrics_port:
-        start_http_server(settings.metrics_port)
-        log.info("metrics on http://127.0.0.1:%d/metrics", settings.metrics_port)
+        serve_metrics(settings.metrics_port, log)
     CONFIG_INFO.info(
         {
             "window_seconds": str(config.window_seconds),

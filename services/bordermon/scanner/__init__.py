@@ -1,1 +1,1 @@
-"""Scanner side of bordermon: what produces crossing events (publisher, synthetic feed)."""
+"""Scanner side of bordermon: the publisher SDK (the synthetic feed is `bordermon.simulate`)."""

@@ -78,6 +78,10 @@ DEFAULT_PRODUCER_CONFIG: Mapping[str, str | int | bool] = {
     # and an acknowledged event survives the loss of the partition leader.
     "enable.idempotence": True,
     "acks": "all",
+    # SPEC §2: a consignment's partition is Kafka's murmur2 hash of its key, as the Java client
+    # and aiokafka (the worker's own producer) compute it. librdkafka's default is CRC32, which
+    # would put the same consignment in another partition than a Java scanner does.
+    "partitioner": "murmur2_random",
     # A few milliseconds of batching costs nothing next to the 1 s scan-to-flag budget and
     # turns a burst of scans into one request.
     "linger.ms": 5,

@@ -42,6 +42,7 @@ from typing import Generic, Protocol
 
 from typing_extensions import TypeVar
 
+from bordermon.core.link import LinkState, decode_link_state, encode_link_state
 from bordermon.core.state import ConsignmentState, StateDecodeError, decode_state, encode_state
 
 CorruptStateHandler = Callable[[str, StateDecodeError], None]
@@ -103,6 +104,25 @@ class ConsignmentCodec:
 
 
 CONSIGNMENTS = ConsignmentCodec()
+
+
+class LinkCodec:
+    """Link states of `relabel-to-ru`, keyed by link key (`container:MSCU1234567`)."""
+
+    def key_of(self, state: LinkState) -> str:
+        return state.link
+
+    def encode(self, state: LinkState) -> bytes:
+        return encode_link_state(state)
+
+    def decode(self, key: str, raw: bytes) -> LinkState:
+        state = decode_link_state(raw)
+        if state.link != key:
+            raise StateDecodeError(f"stored link state belongs to {state.link!r}, not {key!r}")
+        return state
+
+
+LINKS = LinkCodec()
 
 
 @dataclass(slots=True)

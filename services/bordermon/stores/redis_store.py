@@ -53,6 +53,8 @@ from bordermon.stores.base import (
 )
 
 DEFAULT_PREFIX = "bordermon:state:"
+LINK_PREFIX = "bordermon:link:"
+"""Where the link stage keeps its states (`bordermon:link:container:MSCU1234567`)."""
 DEFAULT_OWNER_PREFIX = "bordermon:owner:"
 QUARANTINE_SUFFIX = "-corrupt:"
 """The default quarantine prefix is the key prefix without its trailing colons, plus this:

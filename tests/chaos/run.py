@@ -567,11 +567,15 @@ class ChaosRun:
         last_say = 0.0
         while True:
             self.check_exits()
-            ends = end_offsets(self.stack.bootstrap, self.topics["crossings"])
-            committed = committed_offsets(self.stack.bootstrap, self.topics["crossings"], GROUP)
-            lag = {p: end - max(committed.get(p, 0), 0) for p, end in ends.items()}
-            if not any(lag.values()):
-                self.say(f"drained: every partition committed to its end ({sum(ends.values())})")
+            lag: dict[str, int] = {}
+            for role in ("crossings", "links"):
+                ends = end_offsets(self.stack.bootstrap, self.topics[role])
+                committed = committed_offsets(self.stack.bootstrap, self.topics[role], GROUP)
+                for p, end in ends.items():
+                    if end != max(committed.get(p, 0), 0):
+                        lag[f"{role}:{p}"] = end - max(committed.get(p, 0), 0)
+            if not lag:
+                self.say("drained: every partition of crossings and links committed to its end")
                 return True
             if time.monotonic() > deadline:
                 self.say(f"  ! not drained after {timeout:.0f}s; lag per partition {lag}")
@@ -630,7 +634,11 @@ def print_report(result: dict[str, Any], say: Callable[[str], None]) -> None:
             f"  partition {p}: end {c['end']} committed {c['committed']} applied {c['applied']}"
             f" duplicates {c['duplicates']} dead-lettered {c['dead_lettered']}"
         )
-    d, f, w = result["dead_letters"], result["flags"], result["workers"]
+    d, f, w, k = result["dead_letters"], result["flags"], result["workers"], result["links"]
+    say(
+        f"  links topic: {k['records']} link sightings, {k['committed']} committed,"
+        f" {k['dead_lettered']} dead-lettered"
+    )
     say(
         f"  dead letters: {d['records']} records for {d['distinct_offsets']} offsets"
         f" ({d['redelivered']} re-deliveries); by reason {d['by_reason']}"
@@ -638,7 +646,8 @@ def print_report(result: dict[str, Any], say: Callable[[str], None]) -> None:
     say(
         f"  flags: {f['distinct']} distinct of {f['expected']} expected, {f['records']} records"
         f" ({f['redeliveries']} re-deliveries), missing {f['missing']},"
-        f" unexpected {f['unexpected']}"
+        f" unexpected {f['unexpected']}; relabel flags reporting another entry than replay"
+        f" (arrival order, allowed) {len(f['relabel_order_dependent'])}"
     )
     say(
         f"  workers: incarnations {result['incarnations']}; fenced saves {w['fenced_saves']}"
@@ -652,7 +661,8 @@ def print_report(result: dict[str, Any], say: Callable[[str], None]) -> None:
     say(
         f"  states: {s['stored']} stored, max revision {s['max_revision']},"
         f" {s['pending_left']} with a pending flag; revision samples {result['revision_samples']};"
-        f" owner claims per partition {s['owner_claims']}"
+        f" owner claims per partition: crossings {s['owner_claims']},"
+        f" links {s['link_owner_claims']}"
     )
     if result["ok"]:
         say("OK: everything reconciles")

@@ -15,7 +15,7 @@ import orjson
 
 from bordermon.core import DetectionConfig, load_watchlist
 from bordermon.replay import replay
-from bordermon.scanner.simulator import SimulationSpec, simulate
+from bordermon.simulate import SimulationSpec, simulate
 
 CONFIG = DetectionConfig(watchlist=load_watchlist(["builtin:chpl"]))
 """The worker's detection settings (its defaults: window 30 days, the builtin CHPL list)."""

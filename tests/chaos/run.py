@@ -540,6 +540,7 @@ class ChaosRun:
             seed=args.seed,
             machine=_machine(),
             run_folder=str(self.run_dir),
+            stack={"kafka": self.stack.bootstrap, "redis": self.stack.redis_url, "group": GROUP},
             workload={
                 "lines": len(load.lines),
                 "published": self.published,

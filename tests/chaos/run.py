@@ -739,6 +739,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result["seconds"] = round(time.monotonic() - say.started, 1)
     chaos.cleanup()
     print_report(result, say)
+    say(f"workers' logs: {chaos.run_dir / 'logs'}")
     if args.report:
         args.report.write_text(json.dumps(result, indent=2, default=str) + "\n")
         say(f"report written to {args.report}")

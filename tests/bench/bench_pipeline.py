@@ -16,20 +16,20 @@ measures what it cannot beat on this box, on the same events:
    events/s and the worker process's CPU seconds per million events (/proc/<pid>/stat), twice
    on the same topic: (3) with every rule, so with the link stage of `relabel-to-ru` (link
    sightings produced to the links topic, consumed again by the second agent, matched against
-   the link states in Redis), and (3b) with `BORDERMON_RULES=transit-to-ru` (one stage, no
-   links topic). With all rules the run also reports the sightings forwarded, the link
-   stage's messages, the flags by rule and the Redis keys of each kind, so that the
-   difference between the two rows can be read as the cost of the other two rules;
+   the link states in Redis), (3b) with `BORDERMON_RULES=transit-to-ru` (one stage, no links
+   topic) and (3c) with `BORDERMON_RULES=transit-to-ru,export-without-permit`, so that each
+   rule's cost is a difference of two rows. With all rules the run also reports the sightings
+   forwarded, the link stage's messages, the flags by rule and the Redis keys of each kind;
 4. scan-to-flag latency at steady offered loads (2,000 and 500 events/s by default), all rules
    on, overall and by rule (relabel-to-ru's flags come out of the second stage);
 5. Redis memory per consignment in flight (an entry and an exit kept, no flag yet);
-6. `bordermon replay` on the same events (start-up included, like bench_replay.py), with all
-   rules (6) and with `--rules transit-to-ru` (6b); the flags by rule of replay and of the
-   worker are compared (they must agree);
+6. `bordermon replay` on the same events (start-up included, like bench_replay.py), with the
+   same three rule sets (6, 6b, 6c); the flags by rule of replay and of the worker are
+   compared (they must agree);
 7. a peer: transit-to-ru written the idiomatic faust way (peer_faust_tables.py: a faust Table
    in memory with its changelog topic, one event at a time, no Redis); compare it with 3b.
 
-How events/s is measured, for rows 1, 2, 3, 3b and 7: from the first processed batch to the last
+How events/s is measured, for rows 1, 2, 3, 3b, 3c and 7: from the first processed batch to the last
 one, counting the events in between, with the events already waiting in the topic (a backlog,
 so start-up and group joins are not in the number). Rows 1, 2 and 7 stamp time and CPU inside
 the consuming process. The worker cannot be changed for a benchmark, so it is watched from
@@ -97,7 +97,14 @@ sys.path.insert(0, str(REPO / "tests" / "integration"))
 # virtualenv's editable install points at.
 sys.path.insert(0, str(REPO / "services"))
 
-from bench_replay import ALL_RULES, TRANSIT_ONLY, child_env, ensure_input  # noqa: E402
+from bench_replay import (  # noqa: E402
+    ALL_RULES,
+    NO_LINK_STAGE,
+    TRANSIT_ONLY,
+    child_env,
+    ensure_input,
+    rule_costs,
+)
 from harness import WorkerProcess, worker_env  # noqa: E402
 from machine import describe_machine  # noqa: E402
 
@@ -1280,7 +1287,13 @@ def measure_replay(path: Path, rules: str = ALL_RULES, results: Results | None =
 # --- the run ----------------------------------------------------------------------------------
 
 
-ROW_ORDER = ("1", "2", "3", "3b", "4", "4b", "4c", "4d", "5", "6", "6b", "7")
+ROW_ORDER = ("1", "2", "3", "3b", "3c", "4", "4b", "4c", "4d", "5", "6", "6b", "6c", "7")
+WORKER_CONFIGS = (  # (row, rules, phase): the same crossings topic, every other topic its own
+    ("3", ALL_RULES, "main"),
+    ("3b", TRANSIT_ONLY, "transit"),
+    ("3c", NO_LINK_STAGE, "export"),
+)
+REPLAY_CONFIGS = (("6", ALL_RULES), ("6b", TRANSIT_ONLY), ("6c", NO_LINK_STAGE))
 
 
 @dataclass(slots=True)
@@ -1337,20 +1350,17 @@ def agreement(results: Results) -> list[str]:
     return lines
 
 
-def cost_line(results: Results, what: str, every: str, transit: str) -> str:
-    """CPU per event with all rules and with transit-to-ru only, and the difference: what
-    export-without-permit and relabel-to-ru (sightings, link stage) add per crossing."""
-    a, b = results.rows.get(every), results.rows.get(transit)
-    if a is None or b is None or a.interval is None or b.interval is None:
-        return ""
-    cpu_a, cpu_b = a.interval.cpu_per_million, b.interval.cpu_per_million
-    if cpu_a is None or cpu_b is None:
-        return ""
-    return (
-        f"- {what}: {cpu_a:,.1f} µs of CPU per crossing with all rules, {cpu_b:,.1f} µs with"
-        f" transit-to-ru only: the other two rules add {cpu_a - cpu_b:+,.1f} µs"
-        f" ({cpu_a / cpu_b - 1:+.0%})."
-    )
+def cost_line(results: Results, what: str, configs: Sequence[tuple[str, str]]) -> str:
+    """CPU per crossing of each rule set, as what export-without-permit and relabel-to-ru
+    (sightings, link stage) add to transit-to-ru."""
+    cpu: dict[str, float] = {}
+    for key, rules in configs:
+        row = results.rows.get(key)
+        value = None if row is None or row.interval is None else row.interval.cpu_per_million
+        if value is None:
+            return ""
+        cpu[rules] = value
+    return f"- {what}: {rule_costs(cpu)}."
 
 
 def render(results: Results, header: list[str]) -> list[str]:
@@ -1370,8 +1380,8 @@ def render(results: Results, header: list[str]) -> list[str]:
         f" replay / worker, all rules = {ratio(results, '6', '3')}."
     )
     costs = [
-        cost_line(results, "worker", "3", "3b"),
-        cost_line(results, "replay", "6", "6b"),
+        cost_line(results, "worker (rows 3, 3b, 3c)", [(k, r) for k, r, _ in WORKER_CONFIGS]),
+        cost_line(results, "replay (rows 6, 6b, 6c)", REPLAY_CONFIGS),
     ]
     out += ["", *[line for line in costs if line]]
     if results.notes:
@@ -1580,7 +1590,7 @@ def run_benchmark(args: argparse.Namespace, run: Run) -> list[str]:
         f" (`{path.relative_to(REPO)}`, {size_mb:.0f} MB; the default mix of the simulator"
         f" whose source hash is in the name), published once to one topic"
         f" ({partitions} partitions, keyed by consignment_id, compression {args.compression})"
-        f" that rows 1, 2, 3, 3b and 7 read from the beginning; run `{run.id}`,"
+        f" that rows 1, 2, 3, 3b, 3c and 7 read from the beginning; run `{run.id}`,"
         f" {date.today().isoformat()}.",
     ]
     results = Results()
@@ -1588,40 +1598,35 @@ def run_benchmark(args: argparse.Namespace, run: Run) -> list[str]:
     measure(run, "1", "raw ceiling", results, lambda: measure_raw(run, topic, expect))
     measure(run, "2", "faust no-op", results, lambda: measure_noop(run, topic, expect))
 
-    def worker_row(rules: str) -> Row:
+    def worker_row(rules: str, phase: str) -> Row:
         # The same crossings topic each time; flags, dead letters and links topics of its own.
-        topics = crossings if rules == ALL_RULES else run.topic_set("transit", crossings=topic)
-        name = "worker" if rules == ALL_RULES else "worker-transit"
-        row, details = measure_worker(run, topics, expect, name, rules=rules)
+        topics = crossings if rules == ALL_RULES else run.topic_set(phase, crossings=topic)
+        row, details = measure_worker(run, topics, expect, f"worker-{phase}", rules=rules)
         results.workers[rules] = details
         return row
 
-    measure(run, "3", "bordermon worker, all rules", results, lambda: worker_row(ALL_RULES))
-    measure(
-        run,
-        "3b",
-        f"bordermon worker, BORDERMON_RULES={TRANSIT_ONLY}",
-        results,
-        lambda: worker_row(TRANSIT_ONLY),
-    )
+    for key, rules, phase in WORKER_CONFIGS:
+        label = "all rules" if rules == ALL_RULES else f"BORDERMON_RULES={rules}"
+        measure(
+            run,
+            key,
+            f"bordermon worker, {label}",
+            results,
+            lambda rules=rules, phase=phase: worker_row(rules, phase),
+        )
     profile: list[str] = []
     if args.profile_worker:
         profile = profile_worker(run, results, topic, expect)
     measure(run, "7", "peer (faust Tables)", results, lambda: measure_peer(run, topic, expect))
-    measure(
-        run,
-        "6",
-        "bordermon replay, all rules",
-        results,
-        lambda: measure_replay(path, ALL_RULES, results),
-    )
-    measure(
-        run,
-        "6b",
-        f"bordermon replay --rules {TRANSIT_ONLY}",
-        results,
-        lambda: measure_replay(path, TRANSIT_ONLY, results),
-    )
+    for key, rules in REPLAY_CONFIGS:
+        label = "all rules" if rules == ALL_RULES else f"--rules {rules}"
+        measure(
+            run,
+            key,
+            f"bordermon replay, {label}",
+            results,
+            lambda rules=rules: measure_replay(path, rules, results),
+        )
     measure(
         run,
         "5",
@@ -1642,19 +1647,20 @@ def run_benchmark(args: argparse.Namespace, run: Run) -> list[str]:
     one, five, fifteen = os.getloadavg()
     results.notes.append(f"load average at the end: {one:.2f} {five:.2f} {fifteen:.2f}")
     results.notes.append(
-        "events/s of rows 1, 2, 3, 3b, 7: first to last batch with every event already in the"
+        "events/s of rows 1, 2, 3, 3b, 3c, 7: first to last batch with every event already in the"
         " topic (start-up excluded). Rows 1, 2, 7 stamp time and CPU inside the consuming"
-        " process; rows 3 and 3b (the real worker, unchanged) are read from outside: its"
+        " process; rows 3, 3b, 3c (the real worker, unchanged) are read from outside: its"
         " `/metrics` (crossings processed = `bordermon_events_consumed_total` +"
         " `bordermon_events_rejected_total`; both stages' messages ="
         " `bordermon_batch_size_sum`) and its /proc CPU time, sampled together, from the first"
         " sample showing progress to the last taken while work was still waiting in the"
         " crossings topic or, with all rules, in the links topic (so row 3 includes the link"
         " stage matching every sighting); its committed offsets reaching the end of the topics"
-        " are then checked. Rows 3 and 3b: events/s and CPU per M are per *crossing*."
-        " Rows 6, 6b: wall time of the whole command. Row 4: the offered rate achieved; latency is"
-        " the flag's arrival at a `FlagSubscriber` minus the produce time of the later-produced"
-        " of its two scans. CPU s per M events: the process's own CPU (all its threads); the"
+        " are then checked. Rows 3, 3b, 3c: events/s and CPU per M are per *crossing*."
+        " Rows 6, 6b, 6c: wall time of the whole command. Row 4: the offered rate achieved;"
+        " latency is the flag's arrival at a `FlagSubscriber` minus the produce time of the"
+        " later-produced of the scans it reports (its exit alone for export-without-permit)."
+        " CPU s per M events: the process's own CPU (all its threads); the"
         " broker's and Redis's CPU is not in it."
     )
     return render(results, header) + (["", *profile] if profile else [])
@@ -1673,7 +1679,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--rates",
-        default="2000,500",
+        default="2000,1000,500",
         help="latency: offered events/s, one row each, comma-separated (default %(default)s)",
     )
     parser.add_argument("--latency-seconds", type=float, help="latency: seconds (default 30)")

@@ -7,9 +7,10 @@ The input is made once with `bordermon simulate` (seed 1) and cached under run/b
 name that carries the event count, the seed and a fingerprint of the simulator's source
 (`simulated-<N>-seed1-sim<hash>.jsonl`): a changed simulator (patterns, default mix) gives a new
 file, so a stale input is never reused. Each run is the real command in a subprocess, flags to
-/dev/null, so start-up is included, once with every rule (the default) and once with
-`--rules transit-to-ru` only, on the same file: the difference is what `relabel-to-ru` (its
-sightings and the link stage) and `export-without-permit` cost. The table reports wall time,
+/dev/null, so start-up is included, on the same file with every rule (the default), with
+`--rules transit-to-ru` and with `--rules transit-to-ru,export-without-permit`: the
+differences are what `export-without-permit` and `relabel-to-ru` (its sightings and the link
+stage) each cost. The table reports wall time,
 CPU time, events/s and flags by rule, and the machine it ran on. Subprocesses run the bordermon
 of this checkout (`services/` first on PYTHONPATH), whatever the virtualenv's editable install
 points at. Not a test: run it by hand and copy the table into docs/benchmarks.md.
@@ -38,8 +39,24 @@ from machine import describe_machine  # noqa: E402
 SEED = 1
 ALL_RULES = "all"
 TRANSIT_ONLY = "transit-to-ru"
-RULE_SETS = (ALL_RULES, TRANSIT_ONLY)
-"""`--rules` of the runs: "all" is the default (every rule), else the value passed."""
+NO_LINK_STAGE = "transit-to-ru,export-without-permit"
+RULE_SETS = (ALL_RULES, TRANSIT_ONLY, NO_LINK_STAGE)
+"""`--rules` of the runs: "all" is the default (every rule), else the value passed. Each one
+adds one rule to the next: transit-to-ru; + export-without-permit; + relabel-to-ru (all), so
+the differences are what each of the two added rules costs."""
+
+
+def rule_costs(cpu_per_event: dict[str, float]) -> str:
+    """What export-without-permit and relabel-to-ru add to transit-to-ru's CPU per event."""
+    transit = cpu_per_event[TRANSIT_ONLY]
+    export = cpu_per_event[NO_LINK_STAGE]
+    every = cpu_per_event[ALL_RULES]
+    return (
+        f"{transit:,.1f} µs of CPU per event with transit-to-ru only;"
+        f" export-without-permit adds {export - transit:+,.1f} µs,"
+        f" relabel-to-ru {every - export:+,.1f} µs (all rules: {every:,.1f} µs,"
+        f" {every / transit - 1:+.0%})"
+    )
 
 
 def child_env(**extra: str) -> dict[str, str]:
@@ -185,15 +202,14 @@ def main() -> int:
                 f" {result.cpu / result.read * 1e6:.1f} | {by_rule_text(result.flags_by_rule)} |",
                 flush=True,
             )
-    every, transit = (totals[rules] for rules in RULE_SETS)
-    wall_all = sum(r.wall for r in every)
-    wall_transit = sum(r.wall for r in transit)
-    cpu_all = sum(r.cpu for r in every) / sum(r.read for r in every) * 1e6
-    cpu_transit = sum(r.cpu for r in transit) / sum(r.read for r in transit) * 1e6
+    wall = {rules: sum(r.wall for r in runs) for rules, runs in totals.items()}
+    cpu = {
+        rules: sum(r.cpu for r in runs) / sum(r.read for r in runs) * 1e6
+        for rules, runs in totals.items()
+    }
     print(
-        f"\nevents/s all rules / transit-to-ru only = {wall_transit / wall_all:.2f};"
-        f" CPU per event: {cpu_all:.1f} µs with all rules, {cpu_transit:.1f} µs with"
-        f" transit-to-ru only ({cpu_all - cpu_transit:+.1f} µs for the other two)."
+        f"\nevents/s, all rules / transit-to-ru only = {wall[TRANSIT_ONLY] / wall[ALL_RULES]:.2f};"
+        f" {rule_costs(cpu)}."
     )
     one, five, fifteen = os.getloadavg()
     print(f"load average at the end: {one:.2f} {five:.2f} {fifteen:.2f}")

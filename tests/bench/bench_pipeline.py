@@ -753,6 +753,11 @@ class Scrape:
     consumed: int = 0
     rejected: int = 0
     flags_by_rule: dict[str, int] = field(default_factory=dict)
+    batches: int = 0
+    """Batches of both stages (`bordermon_batch_size_count`)."""
+    redis_count: dict[str, int] = field(default_factory=dict)
+    """Redis round trips by operation (load, save), both stores."""
+    redis_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def crossings(self) -> int:
@@ -780,11 +785,19 @@ def scrape_metrics(port: int) -> Scrape | None:
             text = answer.read().decode()
     except OSError:
         return None
-    batch = consumed = rejected = 0.0
+    batch = consumed = rejected = batches = 0.0
     flags: dict[str, int] = {}
+    redis_count: dict[str, int] = {}
+    redis_seconds: dict[str, float] = {}
     for line in text.splitlines():
         if line.startswith("bordermon_batch_size_sum "):
             batch = _metric_value(line)
+        elif line.startswith("bordermon_batch_size_count "):
+            batches = _metric_value(line)
+        elif line.startswith("bordermon_redis_round_trip_seconds_count{"):
+            redis_count[_label(line, "operation")] = int(_metric_value(line))
+        elif line.startswith("bordermon_redis_round_trip_seconds_sum{"):
+            redis_seconds[_label(line, "operation")] = _metric_value(line)
         elif line.startswith("bordermon_events_consumed_total{"):
             consumed += _metric_value(line)
         elif line.startswith("bordermon_events_rejected_total{"):
@@ -792,7 +805,9 @@ def scrape_metrics(port: int) -> Scrape | None:
         elif line.startswith("bordermon_flags_total{"):
             rule = _label(line, "rule")
             flags[rule] = flags.get(rule, 0) + int(_metric_value(line))
-    return Scrape(int(batch), int(consumed), int(rejected), flags)
+    return Scrape(
+        int(batch), int(consumed), int(rejected), flags, int(batches), redis_count, redis_seconds
+    )
 
 
 @dataclass(slots=True)
@@ -1021,6 +1036,10 @@ def measure_worker(
         keys,
     )
     by_rule = ", ".join(f"{rule} {count:,}" for rule, count in details.flags_by_rule.items())
+    trips = ", ".join(
+        f"{final.redis_count.get(op, 0):,} {op}s ({final.redis_seconds.get(op, 0.0):.1f} s)"
+        for op in ("load", "save")
+    )
     if relabel:
         what = "all rules (consignment stage + link stage)"
         links = (
@@ -1035,7 +1054,8 @@ def measure_worker(
         f"`bordermon worker`, {what}",
         interval,
         f"{interval.core_share}; {flags:,} flags ({by_rule or 'none'}), {dead:,} dead letters;"
-        f"{links} Redis keys: {keys['consignments']:,} consignments, {keys['links']:,} links;"
+        f"{links} {final.batches:,} batches, Redis round trips: {trips};"
+        f" Redis keys: {keys['consignments']:,} consignments, {keys['links']:,} links;"
         f" offsets committed to the end {commit_s:.1f} s after the last batch was seen;"
         f" `/metrics` read every {SAMPLE_EVERY_S:g} s ({scrape_ms:.1f} ms per read when idle)",
     )
@@ -1095,14 +1115,17 @@ def measure_latency(run: Run, rate: float, seconds: float, seed: int, compressio
     from bordermon.scanner.publisher import ScannerPublisher
     from bordermon.simulate import SimulationSpec, generate
 
-    topics = run.topic_set("latency")
+    # Topics, group and log of this rate's own: a second rate reusing the first one's would
+    # count the first one's link sightings as still to be matched.
+    phase = f"latency-{rate:.0f}"
+    topics = run.topic_set(phase)
     run.redis_flush()
     paced_count = int(rate * seconds)
     lines = list(
         generate(SimulationSpec(consignments=None, events=paced_count + LATENCY_WARMUP, seed=seed))
     )
     ids = [event_id_of(line) for line in lines]
-    worker = start_worker(run, "worker-latency", topics)
+    worker = start_worker(run, f"worker-{phase}", topics)
     WorkerProcess(worker.process, worker.log_path).wait_ready(120)
     collector = FlagCollector(run.bootstrap, topics["flags"])
     note(f"  latency: flags read with the throwaway consumer group {collector.subscriber.group}")

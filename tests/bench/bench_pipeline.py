@@ -883,10 +883,10 @@ class Worker:
                     f"{log_tail(self.log_path)}"
                 )
             if now > next_note:
-                note(
-                    f"  worker: {sample.crossings:,} of {expect:,} crossings,"
-                    f" {sample.total - sample.crossings:,} link sightings"
-                )
+                links = ""
+                if links_written is not None:  # (counters read mid-batch may be a few apart)
+                    links = f", {max(sample.total - sample.crossings, 0):,} link sightings"
+                note(f"  worker: {sample.crossings:,} of {expect:,} crossings{links}")
                 next_note = now + 15
             time.sleep(SAMPLE_EVERY_S)
 
@@ -1327,8 +1327,15 @@ class Results:
     replay_flags: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def rate(self, key: str) -> float | None:
-        row = self.rows.get(key)
-        return None if row is None or row.interval is None else row.interval.rate
+        """events/s of a row; the median of its passes when it has several."""
+        import statistics
+
+        rates = [
+            row.interval.rate
+            for name, row in self.rows.items()
+            if name.split()[0] == key and row.interval is not None
+        ]
+        return statistics.median(rates) if rates else None
 
 
 def measure(run: Run, key: str, label: str, results: Results, action: Callable[[], Row]) -> None:
@@ -1374,26 +1381,38 @@ def agreement(results: Results) -> list[str]:
 
 
 def cost_line(results: Results, what: str, configs: Sequence[tuple[str, str]]) -> str:
-    """CPU per crossing of each rule set, as what export-without-permit and relabel-to-ru
-    (sightings, link stage) add to transit-to-ru."""
+    """CPU per crossing of each rule set (the median of its passes), as what
+    export-without-permit and relabel-to-ru (sightings, link stage) add to transit-to-ru."""
+    import statistics
+
     cpu: dict[str, float] = {}
+    passes = 0
     for key, rules in configs:
-        row = results.rows.get(key)
-        value = None if row is None or row.interval is None else row.interval.cpu_per_million
-        if value is None:
+        values = [
+            row.interval.cpu_per_million
+            for name, row in results.rows.items()
+            if name.split()[0] == key
+            and row.interval is not None
+            and row.interval.cpu_per_million is not None
+        ]
+        if not values:
             return ""
-        cpu[rules] = value
-    return f"- {what}: {rule_costs(cpu)}."
+        cpu[rules] = statistics.median(values)
+        passes = max(passes, len(values))
+    of = f", median of {passes} passes" if passes > 1 else ""
+    return f"- {what}{of}: {rule_costs(cpu)}."
 
 
 def render(results: Results, header: list[str]) -> list[str]:
     out = [*header, ""]
     out.append("| # | measurement | events | s | events/s | CPU s per M events | result |")
     out.append("|---|---|---|---|---|---|---|")
-    out += [results.rows[key].markdown(key) for key in ROW_ORDER if key in results.rows]
+    ordered = sorted(results.rows, key=lambda key: (ROW_ORDER.index(key.split()[0]), key))
+    out += [results.rows[key].markdown(key) for key in ordered]
     out.append("")
     out.append(
-        f"Ratios of events/s: worker all rules / transit-to-ru only = {ratio(results, '3', '3b')};"
+        "Ratios of events/s (of the median pass, for rows measured in several):"
+        f" worker all rules / transit-to-ru only = {ratio(results, '3', '3b')};"
         f" replay all rules / transit-to-ru only = {ratio(results, '6', '6b')};"
         f" worker (all rules) / faust no-op = {ratio(results, '3', '2')};"
         f" faust no-op / raw = {ratio(results, '2', '1')};"
@@ -1621,22 +1640,30 @@ def run_benchmark(args: argparse.Namespace, run: Run) -> list[str]:
     measure(run, "1", "raw ceiling", results, lambda: measure_raw(run, topic, expect))
     measure(run, "2", "faust no-op", results, lambda: measure_noop(run, topic, expect))
 
-    def worker_row(rules: str, phase: str) -> Row:
+    def worker_row(rules: str, phase: str, first: bool) -> Row:
         # The same crossings topic each time; flags, dead letters and links topics of its own.
-        topics = crossings if rules == ALL_RULES else run.topic_set(phase, crossings=topic)
+        reuse = first and rules == ALL_RULES
+        topics = crossings if reuse else run.topic_set(phase, crossings=topic)
         row, details = measure_worker(run, topics, expect, f"worker-{phase}", rules=rules)
-        results.workers[rules] = details
+        if first:
+            results.workers[rules] = details
         return row
 
-    for key, rules, phase in WORKER_CONFIGS:
-        label = "all rules" if rules == ALL_RULES else f"BORDERMON_RULES={rules}"
-        measure(
-            run,
-            key,
-            f"bordermon worker, {label}",
-            results,
-            lambda rules=rules, phase=phase: worker_row(rules, phase),
-        )
+    # Passes of the three rule sets in turn: a neighbour's load that comes and goes during
+    # one pass then weighs on every rule set alike, over the passes.
+    for number in range(1, args.worker_passes + 1):
+        for key, rules, phase in WORKER_CONFIGS:
+            label = "all rules" if rules == ALL_RULES else f"BORDERMON_RULES={rules}"
+            first = number == 1
+            measure(
+                run,
+                key if first else f"{key} pass {number}",
+                f"bordermon worker, {label}" + ("" if first else f" (pass {number})"),
+                results,
+                lambda rules=rules, phase=f"{phase}-p{number}", first=first: worker_row(
+                    rules, phase, first
+                ),
+            )
     profile: list[str] = []
     if args.profile_worker:
         profile = profile_worker(run, results, topic, expect)
@@ -1714,6 +1741,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         default="lz4",
         choices=("lz4", "none", "gzip", "snappy", "zstd"),
         help="producer compression of the events (default lz4, the scanner SDK's)",
+    )
+    parser.add_argument(
+        "--worker-passes",
+        type=int,
+        default=1,
+        help="measure the three worker rule sets this many times, in turn (default 1)",
     )
     parser.add_argument("--seed", type=int, default=1, help="seed of the extra simulated sets")
     parser.add_argument(

@@ -3,6 +3,8 @@
     .venv/bin/python tests/bench/bench_pipeline.py                   # N = 200,000 events
     .venv/bin/python tests/bench/bench_pipeline.py --quick           # ~20,000: a smoke run
     .venv/bin/python tests/bench/bench_pipeline.py --profile-worker  # + a pyinstrument report
+    .venv/bin/python tests/bench/bench_pipeline.py --events 100000 --worker-passes 3
+                                            # the three worker rule sets, 3 times in turn
 
 Everything is measured in one run because the machines are shared (2 vCPUs with the broker,
 Redis and other people's tests): an absolute events/s moves with the neighbours' load, a ratio

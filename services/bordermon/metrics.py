@@ -108,14 +108,18 @@ DEAD_LETTERS = Counter(
     "Messages written to the dead-letter topic, by reason.",
     ["reason"],
 )
+STAGES = ("consignments", "links")
+"""The worker's two stages (bordermon.processor.stages), the values of the `stage` label."""
 BATCH_SIZE = Histogram(
     "bordermon_batch_size",
-    "Messages per processed batch.",
+    "Messages per processed batch, by stage (crossings, or link sightings).",
+    ["stage"],
     buckets=BATCH_SIZE_BUCKETS,
 )
 BATCH_DURATION = Histogram(
     "bordermon_batch_duration_seconds",
-    "Wall time to process one batch: validate, load state, apply, save, produce.",
+    "Wall time to process one batch, by stage: validate, load state, apply, save, produce.",
+    ["stage"],
     buckets=FAST_BUCKETS,
 )
 REDIS_ROUND_TRIP = Histogram(
@@ -139,11 +143,14 @@ FLAG_DWELL = Histogram(
 )
 CONSIGNMENTS_IN_STATE = Gauge(
     "bordermon_consignments_in_state",
-    "Consignment states held in the state store (sampled).",
+    "Keys in the state store's Redis database (sampled with DBSIZE): consignment states, plus"
+    " link-key states of relabel-to-ru and one owner token per partition. Give bordermon a"
+    " database of its own.",
 )
 CONSUMER_LAG = Gauge(
     "bordermon_consumer_lag_messages",
-    "Messages between the end of a crossings partition and this worker's position.",
+    "Messages between the end of a partition (crossings, or links for the link stage) and"
+    " what this worker has processed of it.",
     ["topic", "partition"],
 )
 STORE_ERRORS = Counter(
@@ -212,6 +219,9 @@ def _precreate() -> None:
         STORE_ERRORS.labels(kind)
     for reason in SAVE_REFUSALS:
         SAVES_REFUSED.labels(reason)
+    for stage in STAGES:
+        BATCH_SIZE.labels(stage)
+        BATCH_DURATION.labels(stage)
     for operation in REDIS_OPERATIONS:
         REDIS_ROUND_TRIP.labels(operation)
 
@@ -258,9 +268,9 @@ def record_flag(flag: Flag, scan_to_flag_s: float | None = None) -> None:
 class PrometheusRecorder:
     """The worker's `Recorder` (bordermon.processor.recorder): into the metrics above."""
 
-    def batch(self, size: int, seconds: float) -> None:
-        BATCH_SIZE.observe(size)
-        BATCH_DURATION.observe(seconds)
+    def batch(self, stage: str, size: int, seconds: float) -> None:
+        BATCH_SIZE.labels(stage).observe(size)
+        BATCH_DURATION.labels(stage).observe(seconds)
 
     def rejects(self, reasons: Iterable[str], *, dead_lettered: bool) -> None:
         record_rejects(reasons, dead_lettered=dead_lettered)

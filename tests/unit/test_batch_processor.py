@@ -97,8 +97,8 @@ class RecordingRecorder:
     def __init__(self) -> None:
         self.calls: list[tuple[Any, ...]] = []
 
-    def batch(self, size: int, seconds: float) -> None:
-        self.calls.append(("batch", size))
+    def batch(self, stage: str, size: int, seconds: float) -> None:
+        self.calls.append(("batch", stage, size))
 
     def rejects(self, reasons: Any, *, dead_lettered: bool) -> None:
         self.calls.append(("rejects", tuple(reasons), dead_lettered))
@@ -179,7 +179,7 @@ def test_batch_dead_letters_flags_and_state() -> None:
     assert recorder.named("flag") == [("flag", "transit-to-ru", "A", True)]
     assert recorder.named("events") == [("events", 3)]  # e1's duplicate included, as before
     assert recorder.named("duplicates") == [("duplicates", 1)]
-    assert recorder.named("batch") == [("batch", 5)]
+    assert recorder.named("batch") == [("batch", "consignments", 5)]
 
 
 def test_reprocessing_the_same_batch_emits_no_new_flag() -> None:

@@ -151,6 +151,7 @@ def create_app(
     )
     processors: list[BatchProcessor[Any, Any]] = [consignments]
     lag = LagReport(settings.crossings_topic)
+    lags = [lag]
     _add_agent(app, "crossings", settings.crossings_topic, consignments, settings, on_processed=lag)
     if relabel:
         if link_store is None:
@@ -168,7 +169,9 @@ def create_app(
             retry_max_s=retry_max_s,
         )
         processors.append(links)
-        _add_agent(app, "links", settings.links_topic, links, settings)
+        link_lag = LagReport(settings.links_topic)
+        lags.append(link_lag)
+        _add_agent(app, "links", settings.links_topic, links, settings, on_processed=link_lag)
 
     @app.on_partitions_assigned.connect
     async def forget_owner_tokens(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
@@ -177,7 +180,8 @@ def create_app(
 
     @app.timer(interval=LAG_INTERVAL_S)  # type: ignore[untyped-decorator]
     async def report_lag() -> None:
-        await lag.update(app.consumer)
+        for report in lags:
+            await report.update(app.consumer)
 
     @app.timer(interval=STATE_COUNT_INTERVAL_S)  # type: ignore[untyped-decorator]
     async def report_state_size() -> None:

@@ -194,7 +194,7 @@ class BatchProcessor(Generic[I, S]):
             await self._retrying("dead-letter", lambda: self._dead_letter(rejects))
             report.rejected = len(rejects)
         await self._apply_isolating(accepted, report)
-        self.recorder.batch(len(messages), time.perf_counter() - started)
+        self.recorder.batch(self.stage.name, len(messages), time.perf_counter() - started)
         return report
 
     async def _dead_letter(self, rejects: Sequence[Reject]) -> None:

@@ -13,8 +13,8 @@ from bordermon.core.flag import Flag
 
 
 class Recorder(Protocol):
-    def batch(self, size: int, seconds: float) -> None:
-        """One batch of `size` messages went through in `seconds`."""
+    def batch(self, stage: str, size: int, seconds: float) -> None:
+        """One batch of `size` messages went through `stage` in `seconds`."""
 
     def rejects(self, reasons: Iterable[str], *, dead_lettered: bool) -> None:
         """Messages refused, one reason each (dead-lettered by the worker, not by replay)."""

@@ -744,8 +744,8 @@ def free_port() -> int:
 class Scrape:
     """What the benchmark reads from the worker's `/metrics`.
 
-    `bordermon_batch_size` is observed by both stages (no stage label), so its sum counts
-    crossings *and* link sightings; the crossings alone are the valid events consumed
+    `bordermon_batch_size` is summed over its `stage` label, so it counts crossings *and* link
+    sightings; the crossings alone are the valid events consumed
     (`bordermon_events_consumed_total`, duplicates included) plus the rejected ones
     (`bordermon_events_rejected_total`), both counted once per crossing by the consignment
     stage. The link stage's messages are the difference.
@@ -792,10 +792,10 @@ def scrape_metrics(port: int) -> Scrape | None:
     redis_count: dict[str, int] = {}
     redis_seconds: dict[str, float] = {}
     for line in text.splitlines():
-        if line.startswith("bordermon_batch_size_sum "):
-            batch = _metric_value(line)
-        elif line.startswith("bordermon_batch_size_count "):
-            batches = _metric_value(line)
+        if line.startswith("bordermon_batch_size_sum{"):
+            batch += _metric_value(line)  # both stages
+        elif line.startswith("bordermon_batch_size_count{"):
+            batches += _metric_value(line)
         elif line.startswith("bordermon_redis_round_trip_seconds_count{"):
             redis_count[_label(line, "operation")] = int(_metric_value(line))
         elif line.startswith("bordermon_redis_round_trip_seconds_sum{"):

@@ -1,0 +1,76 @@
+"""Benchmark: µs per event of `parse_crossing` (compiled fast path, reference fallback) against
+`parse_crossing_reference` (orjson + the pure-Python SPEC §3 checks), over simulated lines.
+
+    PYTHONPATH=services .venv/bin/python tests/bench/bench_crossing.py [--lines 100000]
+
+The valid lines are `simulate(...)` output with no malformed line; the rejects are the
+simulator's malformed lines (every kind, in its weights). Each figure is the best of five
+passes over the whole list (timeit), so the machine's noise shows as spread, not as a bias.
+Not a test: run it by hand and copy the table into docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import timeit
+from collections.abc import Callable
+
+from machine import describe_machine
+
+from bordermon.core.crossing import InvalidCrossing, parse_crossing, parse_crossing_reference
+from bordermon.simulate import SimulationSpec, simulate
+
+
+def _lines(count: int, malformed_rate: float) -> tuple[list[bytes], list[bytes]]:
+    valid: list[bytes] = []
+    rejected: list[bytes] = []
+    seed = 1
+    while len(valid) < count:
+        lines, _ = simulate(
+            SimulationSpec(
+                consignments=None, events=count, seed=seed, malformed_rate=malformed_rate
+            )
+        )
+        for raw in lines:
+            try:
+                parse_crossing_reference(raw)
+            except InvalidCrossing:
+                rejected.append(raw)
+            else:
+                valid.append(raw)
+        seed += 1
+    return valid[:count], rejected
+
+
+def _per_event(parse: Callable[[bytes], object], lines: list[bytes]) -> float:
+    def outcome(raw: bytes) -> object:
+        try:
+            return parse(raw)
+        except InvalidCrossing as error:
+            return error.reason
+
+    def run() -> None:
+        for raw in lines:
+            outcome(raw)
+
+    return min(timeit.repeat(run, number=1, repeat=5)) / len(lines) * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lines", type=int, default=100_000)
+    args = parser.parse_args()
+    valid, _ = _lines(args.lines, 0.0)
+    _, rejects = _lines(args.lines // 10, 0.5)
+    print(describe_machine())
+    print(f"{len(valid):,} valid lines, {len(rejects):,} rejects\n")
+    print("| input | reference µs/event | parse_crossing µs/event | ratio |")
+    print("|---|---:|---:|---:|")
+    for name, lines in (("valid events", valid), ("malformed lines", rejects)):
+        before = _per_event(parse_crossing_reference, lines)
+        after = _per_event(parse_crossing, lines)
+        print(f"| {name} | {before:.2f} | {after:.2f} | {before / after:.2f}× |")
+
+
+if __name__ == "__main__":
+    main()

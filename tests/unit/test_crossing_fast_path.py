@@ -29,7 +29,7 @@ import pytest
 from builders import crossing_doc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_json_schemas import FOCUSED, any_json, crossing_like, event, line, valid_events
+from test_json_schemas import FOCUSED, any_json, crossing_like, focused_event, valid_events
 
 from bordermon.core import crossing
 from bordermon.core.countries import ALPHA2_BY_SPELLING, normalize_country
@@ -119,15 +119,7 @@ def test_generated_valid_events_take_the_fast_path(doc: dict[str, Any]) -> None:
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_generated_values_one_rule_at_a_time(field: str, data: st.DataObject) -> None:
-    value = data.draw(FOCUSED[field], label=field)
-    if field == "hs_code":
-        doc = event(goods=line(hs_code=value))
-    elif field == "sides":
-        doc = event(from_country=value[0], to_country=value[1])
-    elif field == "calendar":
-        doc = event(observed_at=value)
-    else:
-        doc = event(**{field: value})
+    doc = focused_event(field, data.draw(FOCUSED[field], label=field))
     for monitored in ("KZ", "RU"):
         assert_equivalent(dumps(doc), monitored)
 

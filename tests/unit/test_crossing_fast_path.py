@@ -266,6 +266,11 @@ def test_numbers_at_the_edges_of_a_double() -> None:
         (b"-0.0", True),
         (b"100000000000000000000000000000", True),
         (b"1.7976931348623157e308", True),
+        (b"1" + b"0" * 308, True),  # 1e308 written out
+        (b"17976931348623157" + b"0" * 292, True),  # the largest double, written out
+        (b"17976931348623159" + b"0" * 292, False),  # rounds to infinity
+        (b"1" * 250 + b".5", True),
+        (b"0." + b"0" * 400 + b"1", True),
         (b"1e400", False),
         (b"1.8e308", False),
         (b"-1", False),

@@ -470,3 +470,20 @@ def test_closed_and_open_structs_have_the_same_fields() -> None:
         assert closed.__struct_fields__ == open_.__struct_fields__
         assert closed.__struct_config__.forbid_unknown_fields
         assert not open_.__struct_config__.forbid_unknown_fields
+
+
+@pytest.mark.parametrize(
+    ("raw", "flagged"),
+    [
+        (b'{"a":1e400}', True),
+        (b'{"a": \n\t-12.50E+0400}', True),
+        (b'{"a":[0,1.5e308]}', True),  # finite, but 3 exponent digits: looked at by the reference
+        (b'{"a":' + b"9" * 200 + b"}", True),
+        (b'{"a":"x' + b"9" * 200 + b'"}', True),  # in a string: only costs the fast path
+        (b'{"a":1e-400,"b":1e99,"c":' + b"9" * 199 + b"}", False),
+        (b'{"id":"1f70e633-0d19-44c5-8e123-302dbecea88b","b":"be400","c":"x:e400"}', False),
+        (b'{"id":"-8e123","v":"a,-8e123"}', True),  # ',' before: could be a number, so flagged
+    ],
+)
+def test_the_overflowing_number_guard(raw: bytes, flagged: bool) -> None:
+    assert crossing._has_overflowing_number(raw) is flagged

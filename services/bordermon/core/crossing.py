@@ -549,7 +549,7 @@ def _decode_typed(raw: bytes) -> _Crossing | None:
     except msgspec.ValidationError as error:
         if not str(error).startswith(_UNKNOWN_FIELD) or not _skipped_values_read_alike(raw):
             return None
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):  # RecursionError: called on a deep stack
         return None
     try:
         return _OPEN_DECODER.decode(raw)

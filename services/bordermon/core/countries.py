@@ -29,3 +29,13 @@ def normalize_country(value: str) -> str | None:
         return None
     code = value.upper()
     return code if code in ASSIGNED_ALPHA2 else None
+
+
+ALPHA2_BY_SPELLING: dict[str, str] = {
+    spelling: code
+    for code in ASSIGNED_ALPHA2
+    for spelling in (code, code.lower(), code[0] + code[1].lower(), code[0].lower() + code[1])
+}
+"""Every spelling `normalize_country` accepts, to its upper-cased code: one dict look-up for
+the compiled crossing decoder (`normalize_country(s) == ALPHA2_BY_SPELLING.get(s)` for every
+str; assigned codes are two ASCII letters, so these four spellings are all there are)."""

@@ -295,11 +295,18 @@ _QUIET_LOGGER.addHandler(logging.NullHandler())
 _QUIET_LOGGER.propagate = False
 
 
-def admin_client(bootstrap: str) -> Any:
-    """A confluent-kafka AdminClient whose librdkafka logs stay off the terminal."""
+def admin_client(bootstrap: str, client_config: Mapping[str, Any] | None = None) -> Any:
+    """A confluent-kafka AdminClient whose librdkafka logs stay off the terminal.
+
+    `client_config` is `Settings.kafka_client_config()` (security: SASL, TLS) when the cluster
+    is secured; its bootstrap servers give way to `bootstrap`."""
     from confluent_kafka.admin import AdminClient
 
-    config: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": _QUIET_LOGGER}
+    config: dict[str, Any] = {
+        **(client_config or {}),
+        "bootstrap.servers": bootstrap,
+        "logger": _QUIET_LOGGER,
+    }
     return AdminClient(config)
 
 
@@ -399,11 +406,13 @@ def apply_topics(
     *,
     declarations: Sequence[TopicDeclaration] | None = None,
     timeout: float = 15.0,
+    client_config: Mapping[str, Any] | None = None,
 ) -> ApplyReport:
     """Create the missing declared topics (unless check_only) and compare the existing ones.
 
     `declarations` (already loaded) wins over `declarations_path`; `name_overrides` maps roles
-    to names. Returns once created topics are listed in the broker's metadata, so they can be
+    to names; `client_config` is `Settings.kafka_client_config()` for a secured cluster.
+    Returns once created topics are listed in the broker's metadata, so they can be
     used at once. Raises BrokerUnreachable when Kafka does not answer within `timeout` seconds,
     and TopicDeclarationError when the declarations are unusable.
     """
@@ -414,7 +423,7 @@ def apply_topics(
         declarations if declarations is not None else load_declarations(declarations_path),
         name_overrides,
     )
-    admin = admin_client(bootstrap)
+    admin = admin_client(bootstrap, client_config)
     try:
         metadata = admin.list_topics(timeout=timeout)
     except KafkaException as error:
@@ -506,6 +515,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config", metavar="FILE", help="TOML settings file (default: $BORDERMON_CONFIG)"
     )
+    from bordermon.cli import KAFKA_SECURITY_SETTINGS, add_settings_options
+
+    add_settings_options(parser, *KAFKA_SECURITY_SETTINGS, with_config=False)
     parser.add_argument(
         "--timeout",
         type=float,
@@ -515,7 +527,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _bootstrap_and_names(args: argparse.Namespace) -> tuple[str, dict[str, str]]:
+def _settings_and_names(args: argparse.Namespace) -> tuple[Any, dict[str, str]]:
     """Bootstrap and topic names from the settings (flags > env > config file > defaults).
 
     A topic name equal to the settings' default does not override the declarations file, so a
@@ -534,21 +546,22 @@ def _bootstrap_and_names(args: argparse.Namespace) -> tuple[str, dict[str, str]]
         name = getattr(settings, f"{role}_topic")
         if name != getattr(defaults, f"{role}_topic"):
             names[role] = name
-    return settings.kafka_bootstrap, names
+    return settings, names
 
 
 def run(args: argparse.Namespace) -> int:
     from bordermon.settings import SettingsError
 
     try:
-        bootstrap, names = _bootstrap_and_names(args)
+        settings, names = _settings_and_names(args)
         path = Path(args.file) if getattr(args, "file", None) else None
         report = apply_topics(
-            bootstrap,
+            settings.kafka_bootstrap,
             path,
             names,
             check_only=bool(getattr(args, "check", False)),
             timeout=float(getattr(args, "timeout", 15.0)),
+            client_config=settings.kafka_client_config(),
         )
     except BrokerUnreachable as error:
         print(

@@ -57,7 +57,7 @@ MARKER = ".secure"
 
 REDIS_COMMANDS = (
     # redis_store.RedisStore: MGET (load), EVALSHA + SCRIPT LOAD (save; the script calls GET,
-    # GETRANGE, SET on bordermon:* keys, which the key pattern checks too), INCR (claim), SET
+    # GETRANGE, SET on bordermon:* keys, which the key pattern checks too), INCRBY (claim), SET
     # (quarantine), DBSIZE (state gauge); the worker's preflight and the probe: PING; redis-py's
     # connection set-up: SELECT, CLIENT SETNAME (redis-py's CLIENT SETINFO is left refused: it
     # ignores the error, and Redis 7.0 does not know the command).
@@ -68,6 +68,7 @@ REDIS_COMMANDS = (
     "getrange",
     "set",
     "incr",
+    "incrby",  # redis-py sends INCR as INCRBY key 1
     "evalsha",
     "script|load",
     "dbsize",

@@ -31,6 +31,16 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from bordermon.acls import (
+    Acl,
+    AclDeclarationError,
+    AclReport,
+    AclStatus,
+    apply_acls,
+    default_acls_file,
+    load_acls,
+)
+
 ROLES: tuple[str, ...] = ("crossings", "flags", "dead_letter", "links")
 """Every declarations file declares each role exactly once."""
 TOPICS_FILE_ENV = "BORDERMON_TOPICS_FILE"
@@ -259,11 +269,14 @@ class ApplyReport:
     bootstrap: str
     results: tuple[TopicResult, ...]
     check_only: bool
+    acls: AclReport | None = None
+    """The ACLs of acls.toml, when they were applied or checked too."""
 
     @property
     def ok(self) -> bool:
-        """Every declared topic exists and matches its declaration."""
-        return all(r.status in (Status.CREATED, Status.OK) for r in self.results)
+        """Every declared topic exists and matches its declaration (and every ACL)."""
+        topics_ok = all(r.status in (Status.CREATED, Status.OK) for r in self.results)
+        return topics_ok and (self.acls is None or self.acls.ok)
 
     def by_status(self, status: Status) -> list[TopicResult]:
         return [r for r in self.results if r.status is status]
@@ -287,6 +300,8 @@ class ApplyReport:
                 "drift is reported, never changed: fix the topic by hand (kafka-configs,"
                 " kafka-topics) or delete it and apply again, or update topics/topics.toml"
             )
+        if self.acls is not None:
+            out += self.acls.lines()
         return out
 
 
@@ -407,11 +422,13 @@ def apply_topics(
     declarations: Sequence[TopicDeclaration] | None = None,
     timeout: float = 15.0,
     client_config: Mapping[str, Any] | None = None,
+    acls: Sequence[Acl] | None = None,
 ) -> ApplyReport:
     """Create the missing declared topics (unless check_only) and compare the existing ones.
 
     `declarations` (already loaded) wins over `declarations_path`; `name_overrides` maps roles
-    to names; `client_config` is `Settings.kafka_client_config()` for a secured cluster.
+    to names; `client_config` is `Settings.kafka_client_config()` for a secured cluster;
+    `acls` (from `bordermon.acls.load_acls`) are applied and checked too, after the topics.
     Returns once created topics are listed in the broker's metadata, so they can be
     used at once. Raises BrokerUnreachable when Kafka does not answer within `timeout` seconds,
     and TopicDeclarationError when the declarations are unusable.
@@ -478,7 +495,16 @@ def apply_topics(
             d.name,
             TopicResult(d, Status.FAILED, error=f"not in the broker's metadata after {timeout:g}s"),
         )
-    return ApplyReport(bootstrap, tuple(results[d.name] for d in declared), check_only)
+    acl_report = None
+    if acls is not None:
+        try:
+            acl_report = apply_acls(admin, acls, check_only=check_only, timeout=timeout)
+        except KafkaException as error:
+            reason = error.args[0].str() if error.args else str(error)
+            acl_report = AclReport(
+                tuple((acl, AclStatus.FAILED, f"cannot list ACLs: {reason}") for acl in acls)
+            )
+    return ApplyReport(bootstrap, tuple(results[d.name] for d in declared), check_only, acl_report)
 
 
 # --- command line -----------------------------------------------------------------------------
@@ -512,6 +538,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
             metavar="TOPIC",
             help=f"name of the {role.replace('_', '-')} topic; env BORDERMON_{role.upper()}_TOPIC",
         )
+    parser.add_argument(
+        "--acls",
+        metavar="TOML",
+        help="ACL declarations (default: acls.toml beside the topics declarations); applied"
+        " when the broker has an authorizer, skipped with a note otherwise",
+    )
     parser.add_argument(
         "--config", metavar="FILE", help="TOML settings file (default: $BORDERMON_CONFIG)"
     )
@@ -554,14 +586,24 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         settings, names = _settings_and_names(args)
-        path = Path(args.file) if getattr(args, "file", None) else None
+        path = Path(args.file) if getattr(args, "file", None) else default_topics_file()
+        declarations = with_names(load_declarations(path), names)
+        acls_arg = getattr(args, "acls", None)
+        acls_path = Path(acls_arg) if acls_arg else default_acls_file(path)
+        acls = None
+        if acls_arg or acls_path.is_file():
+            acls = load_acls(
+                acls_path,
+                {d.role: d.name for d in declarations},
+                {"consumer_group": settings.consumer_group},
+            )
         report = apply_topics(
             settings.kafka_bootstrap,
-            path,
-            names,
+            declarations=declarations,
             check_only=bool(getattr(args, "check", False)),
             timeout=float(getattr(args, "timeout", 15.0)),
             client_config=settings.kafka_client_config(),
+            acls=acls,
         )
     except BrokerUnreachable as error:
         print(
@@ -570,7 +612,7 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    except (TopicDeclarationError, SettingsError) as error:
+    except (TopicDeclarationError, AclDeclarationError, SettingsError) as error:
         print(f"bordermon topics: {error}", file=sys.stderr)
         return 2
     for line in report.lines():

@@ -9,7 +9,6 @@ skipped with a note, so the same command serves the plaintext and the secure sta
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -75,15 +74,9 @@ def load_acls(
 ) -> list[Acl]:
     """The bindings declared in `path`; topic roles resolve through `topic_names` (role ->
     name) and `{placeholders}` in names (e.g. {consumer_group}) through `placeholders`."""
-    try:
-        with path.open("rb") as handle:
-            doc = tomllib.load(handle)
-    except FileNotFoundError:
-        raise AclDeclarationError(f"{path}: no such file") from None
-    except OSError as error:
-        raise AclDeclarationError(f"{path}: cannot read it ({error.strerror})") from None
-    except tomllib.TOMLDecodeError as error:
-        raise AclDeclarationError(f"{path}: not valid TOML ({error})") from None
+    from bordermon.topics import read_declarations_file  # topics imports this module
+
+    doc = read_declarations_file(path, AclDeclarationError)
     unknown = sorted(set(doc) - {"acls"})
     entries = doc.get("acls")
     if unknown or not isinstance(entries, list):

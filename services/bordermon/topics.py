@@ -161,6 +161,19 @@ def _parse_topic(raw: object, where: str) -> TopicDeclaration:
     )
 
 
+def read_declarations_file(file: Path, error: type[ValueError]) -> dict[str, Any]:
+    """A TOML declarations file (topics, ACLs); `error` names the file and the problem."""
+    try:
+        with file.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise error(f"{file}: no such file") from None
+    except OSError as failure:
+        raise error(f"{file}: cannot read it ({failure.strerror})") from None
+    except tomllib.TOMLDecodeError as failure:
+        raise error(f"{file}: not valid TOML ({failure})") from None
+
+
 def load_declarations(path: Path | str | None = None) -> list[TopicDeclaration]:
     """The topics declared in `path` (default: `default_topics_file()`), in file order.
 
@@ -168,15 +181,7 @@ def load_declarations(path: Path | str | None = None) -> list[TopicDeclaration]:
     is not TOML, or does not declare each role of ROLES exactly once with sane values.
     """
     file = Path(path) if path is not None else default_topics_file()
-    try:
-        with file.open("rb") as handle:
-            doc = tomllib.load(handle)
-    except FileNotFoundError:
-        raise TopicDeclarationError(f"{file}: no such file") from None
-    except OSError as error:
-        raise TopicDeclarationError(f"{file}: cannot read it ({error.strerror})") from None
-    except tomllib.TOMLDecodeError as error:
-        raise TopicDeclarationError(f"{file}: not valid TOML ({error})") from None
+    doc = read_declarations_file(file, TopicDeclarationError)
     unknown = sorted(set(doc) - {"topics"})
     if unknown:
         raise TopicDeclarationError(

@@ -28,7 +28,6 @@ import contextlib
 import hashlib
 import os
 import secrets
-import shutil
 import socket
 import ssl
 import string
@@ -37,7 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bordermon.stack import Answer, Context, Probe, StackError, probe_kafka
+from bordermon.stack import Answer, Context, Probe, StackError, ensure_debian_package, probe_kafka
 
 ProbeHook = Callable[[int, float], Probe]
 
@@ -128,13 +127,7 @@ def read_password(run_dir: Path, name: str) -> str:
     return password_file(run_dir, name).read_text().strip()
 
 
-def _openssl(args: list[str], log: Path) -> None:
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        raise StackError(
-            "openssl is missing (needed once, to make the local CA and certificate):"
-            " sudo apt-get install -y openssl"
-        )
+def _openssl(openssl: str, args: list[str], log: Path) -> None:
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         code = subprocess.run(
@@ -144,12 +137,15 @@ def _openssl(args: list[str], log: Path) -> None:
         raise StackError(f"openssl {args[0]} failed (exit {code}); see {log}")
 
 
-def ensure_tls(run_dir: Path, log: Path) -> None:
-    """A local CA and a server certificate for 127.0.0.1/localhost, made once (openssl)."""
+def ensure_tls(ctx: Context) -> None:
+    """A local CA and a server certificate for 127.0.0.1/localhost, made once (openssl, from
+    Debian's package when it is missing)."""
+    run_dir, log = ctx.run_dir, ctx.log("tls")
     folder = tls_dir(run_dir)
     p12 = folder / "server.p12"
     if ca_file(run_dir).is_file() and p12.is_file():
         return
+    openssl = ensure_debian_package("openssl", "openssl", ctx)
     folder.mkdir(parents=True, exist_ok=True)
     os.chmod(folder, 0o700)
     ca_key, ca_pem = folder / "ca.key", ca_file(run_dir)
@@ -184,7 +180,7 @@ def ensure_tls(run_dir: Path, log: Path) -> None:
         " -passout file:{keystore_password}",
     ):
         # Split first, then fill in: a path with spaces stays one argument.
-        _openssl([part.format(**paths) for part in command.split()], log)
+        _openssl(openssl, [part.format(**paths) for part in command.split()], log)
     for path in (ca_key, key, p12):
         os.chmod(path, 0o600)
 

@@ -473,7 +473,7 @@ def _prepare_kafka(ctx: Context, port: int) -> None:
             from bordermon import secure_stack
 
             secure_stack.ensure_secrets(ctx.run_dir)
-            secure_stack.ensure_tls(ctx.run_dir, ctx.log("tls"))
+            secure_stack.ensure_tls(ctx)
             props += "\n" + secure_stack.kafka_properties(ctx, port, controller_port)
     except (KeyError, ValueError) as error:
         raise StackError(
@@ -584,7 +584,7 @@ def _prepare_redis(ctx: Context, port: int) -> None:
         from bordermon import secure_stack
 
         secure_stack.ensure_secrets(ctx.run_dir)
-        secure_stack.ensure_tls(ctx.run_dir, ctx.log("tls"))
+        secure_stack.ensure_tls(ctx)
 
 
 def _redis_command(ctx: Context, port: int) -> list[str]:

@@ -306,6 +306,7 @@ _MODULE_COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "worker": ("bordermon.processor.worker", "run a stream processor (faust, state in Redis)"),
     "topics": ("bordermon.topics", "create or check the Kafka topics declared under topics/"),
+    "users": ("bordermon.users", "add a Kafka SCRAM user or rotate its password (as admin)"),
     "stack": ("bordermon.stack", "run the local Kafka, Redis and Prometheus (no Docker needed)"),
 }
 

@@ -414,3 +414,27 @@ def test_no_secret_in_any_log_or_output_of_the_run(secure: SecureStack) -> None:
     for where, text in texts.items():
         for name, secret in secrets.items():
             assert secret not in text, f"{name} appears in {where}"
+
+
+def test_a_new_user_is_added_and_its_password_rotated(secure: SecureStack, tmp_path: Path) -> None:
+    from bordermon.cli import main
+
+    user = f"scanner-{uuid.uuid4().hex[:6]}"
+    password_file = tmp_path / f"{user}.password"
+    admin_config = ["--config", str(secure.config_file("admin"))]
+    command = ["users", "set-password", user, "--password-file", str(password_file)]
+    assert main([*command, "--generate", *admin_config]) == 0
+    first = password_file.read_text().strip()
+    assert oct(password_file.stat().st_mode & 0o777) == "0o600"
+    as_user = {**secure.kafka("scanner"), "sasl.username": user, "sasl.password": first}
+    assert admin_client(secure.bootstrap, as_user).list_topics(timeout=15).brokers
+    assert main([*command, "--generate", *admin_config]) == 0
+    second = password_file.read_text().strip()
+    assert second != first
+    errors = _refusal(as_user)
+    assert any("Authentication failed" in error.str() for error in errors), errors
+    as_user["sasl.password"] = second
+    assert admin_client(secure.bootstrap, as_user).list_topics(timeout=15).brokers
+    # Only admin may do it: the scanner is refused.
+    scanner_config = ["--config", str(secure.config_file("scanner"))]
+    assert main([*command, *scanner_config]) == 2

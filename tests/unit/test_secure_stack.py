@@ -81,3 +81,33 @@ def test_client_settings_files_load_and_hold_no_password(run_dir: Path) -> None:
     assert worker.redis_client_args()["password"] == secure_stack.read_password(
         run_dir, "bordermon"
     )
+
+
+def test_users_generates_a_0600_password_and_upserts_a_scram_512_credential(
+    tmp_path: Path,
+) -> None:
+    from bordermon.users import generate_password_file, set_password
+
+    path = tmp_path / "keys" / "scanner-aktau.password"
+    generate_password_file(path)
+    first = path.read_text()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and len(first.strip()) >= 32
+    generate_password_file(path)
+    assert path.read_text() != first and stat.S_IMODE(path.stat().st_mode) == 0o600
+
+    class FakeAdmin:
+        def __init__(self) -> None:
+            self.upserts: list[object] = []
+
+        def alter_user_scram_credentials(
+            self, upserts: list[object], request_timeout: float
+        ) -> dict[str, object]:
+            self.upserts += upserts
+            done = type("Done", (), {"result": lambda self: None})()
+            return {"scanner-aktau": done}
+
+    admin = FakeAdmin()
+    set_password(admin, "scanner-aktau", "pw")
+    (upsert,) = admin.upserts
+    assert upsert.user == "scanner-aktau"  # type: ignore[attr-defined]
+    assert upsert.scram_credential_info.mechanism.name == "SCRAM_SHA_512"  # type: ignore[attr-defined]

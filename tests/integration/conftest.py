@@ -21,6 +21,7 @@ import contextlib
 import fcntl
 import importlib
 import os
+import sys
 import tempfile
 import uuid
 import warnings
@@ -32,9 +33,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis
-from harness import unavailable
 
 from bordermon.topics import ROLES, TopicDeclaration, apply_topics, load_declarations
+
+# harness.py sits beside this file; tests/contract loads this conftest by path, from where the
+# folder is not on sys.path yet.
+if str(Path(__file__).parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).parent))
+from harness import unavailable
 
 KAFKA_ENV = "BORDERMON_KAFKA_BOOTSTRAP"
 REDIS_ENV = "BORDERMON_REDIS_URL"

@@ -438,3 +438,23 @@ def test_a_new_user_is_added_and_its_password_rotated(secure: SecureStack, tmp_p
     # Only admin may do it: the scanner is refused.
     scanner_config = ["--config", str(secure.config_file("scanner"))]
     assert main([*command, *scanner_config]) == 2
+
+
+def test_refusals_are_one_line_that_says_what_to_check(
+    secure: SecureStack, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bordermon.cli import main
+
+    scanner = ["--config", str(secure.config_file("scanner"))]
+    events = tmp_path / "none.jsonl"
+    events.write_text("")
+    assert main(["publish", str(events), "--crossings-topic", TOPICS["flags"], *scanner]) == 2
+    line = capsys.readouterr().err.strip()
+    assert "does not authorize this user to use topic" in line and "acls.toml" in line, line
+    wrong = tmp_path / "wrong.password"
+    wrong.write_text("not-the-password\n")
+    subscriber = ["--config", str(secure.config_file("subscriber"))]
+    assert main(["flags", *subscriber, "--kafka-password-file", str(wrong)]) == 2
+    line = capsys.readouterr().err.strip()
+    assert "refused the login" in line and "kafka_password_file" in line, line
+    assert "\n" not in line and "not-the-password" not in line

@@ -138,6 +138,14 @@ def secure() -> Iterator[SecureStack]:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
+@pytest.fixture(autouse=True)
+def _settings_from_the_clients_files_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commands run here read the secure stack's clients/<user>.toml: BORDERMON_* variables of
+    the session (pointing at the plaintext stack) would win over the file."""
+    for name in [name for name in os.environ if name.startswith("BORDERMON_")]:
+        monkeypatch.delenv(name)
+
+
 # --- helpers --------------------------------------------------------------------------------
 
 

@@ -67,6 +67,7 @@ def set_password(admin: object, user: str, password: str, timeout: float = 15.0)
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     from bordermon.cli import KAFKA_SECURITY_SETTINGS, add_settings_options
 
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter  # keep the example's lines
     parser.add_argument("action", choices=("set-password",), help="create or rotate a user")
     parser.add_argument("user", help="the Kafka user (principal User:<user>)")
     parser.add_argument(

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Every check bordermon has, on real services: the one command CI runs (.ci/run calls it).
 #
-#   deploy/local/run-tests.sh              lint, types, unit, contract and integration tests
-#   deploy/local/run-tests.sh -k replay    extra arguments go to pytest
+#   deploy/local/run-tests.sh              lint, types, unit, contract and integration tests,
+#                                          then the short chaos suite (tests/chaos/run.py)
+#   deploy/local/run-tests.sh -k replay    extra arguments go to pytest (and skip the chaos run)
 #
 # It installs what is missing (a .venv with bordermon; Kafka jars through Maven; redis-server
 # and prometheus through apt) and starts the local stack unless BORDERMON_KAFKA_BOOTSTRAP and
@@ -26,3 +27,10 @@ fi
 
 echo "== tests" >&2
 python -m pytest "$@"
+
+# SPEC §6 under faults (workers killed and paused, Redis and Kafka killed, poison messages), on a
+# private stack of its own, with an exact reconciliation at the end. About two minutes.
+if [ "$#" -eq 0 ] && [ "${BORDERMON_SKIP_CHAOS:-}" != "1" ]; then
+  echo "== chaos suite (short)" >&2
+  python tests/chaos/run.py --short
+fi

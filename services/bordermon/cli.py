@@ -70,6 +70,11 @@ def add_settings_options(
         ),
         "link_state_ttl": ("DURATION", "link-key state expiry after its last sighting"),
         "links_topic": ("TOPIC", "internal link-sightings topic (default bordermon.links)"),
+        "require_signatures": (
+            "true|false",
+            "dead-letter crossings not signed by a scanner of the registry (default false)",
+        ),
+        "scanner_registry": ("FILE", "scanner registry: scanner ids, public keys, checkpoints"),
         "metrics_port": ("PORT", "port of /metrics (0 disables; default 9108)"),
         "kafka_security_protocol": (
             "PROTOCOL",
@@ -305,6 +310,10 @@ _MODULE_COMMANDS: dict[str, tuple[str, str]] = {
         "print flags from the flags topic (new ones, or --from-beginning)",
     ),
     "worker": ("bordermon.processor.worker", "run a stream processor (faust, state in Redis)"),
+    "scanner-key": (
+        "bordermon.scanner.keys",
+        "make a scanner's signing key (signed scans) and print its registry line",
+    ),
     "topics": ("bordermon.topics", "create or check the Kafka topics declared under topics/"),
     "users": ("bordermon.users", "add a Kafka SCRAM user or rotate its password (as admin)"),
     "stack": ("bordermon.stack", "run the local Kafka, Redis and Prometheus (no Docker needed)"),
@@ -337,7 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
             "Run detection over JSONL crossing events from FILE or stdin and write flags as"
             " JSONL to stdout in detection order. Rejected lines are listed on stderr with"
             " their line number and reason, and a summary follows. Exit 0 when the input was"
-            " read."
+            " read. Signatures are not checked (require_signatures is the worker's): JSONL"
+            " lines carry no Kafka headers, so there is nothing to verify."
         ),
     )
     _configure_replay(replay)

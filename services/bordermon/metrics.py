@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 from collections import Counter as Tally
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from importlib import resources
 from typing import Any
 
@@ -47,12 +48,19 @@ VALIDATION_REASONS = (
     "too_large",
     "not_a_crossing",
     "key_mismatch",
+    # Signed scans (`require_signatures`): at 0 from start-up, so that a first forgery shows
+    # as an increase.
+    "unsigned",
+    "bad_signature",
+    "checkpoint_not_allowed",
 )
 """SPEC §3's validation reasons that name no field (`missing_field:<name>` and
 `invalid_field:<name>` series appear with their first occurrence)."""
 DEAD_LETTER_REASONS = (*VALIDATION_REASONS, "internal_error")
 """Dead letters also hold events whose processing failed (SPEC §6)."""
 STORE_ERROR_KINDS = ("unavailable",)
+SAVE_REFUSALS = ("fenced", "conflict")
+"""Why the state store refused a save (SPEC §6 single writer); not outages."""
 REDIS_OPERATIONS = ("load", "save")
 
 # Scan-to-flag target is sub-second: resolve well below it and show the tail above it.
@@ -100,14 +108,18 @@ DEAD_LETTERS = Counter(
     "Messages written to the dead-letter topic, by reason.",
     ["reason"],
 )
+STAGES = ("consignments", "links")
+"""The worker's two stages (bordermon.processor.stages), the values of the `stage` label."""
 BATCH_SIZE = Histogram(
     "bordermon_batch_size",
-    "Messages per processed batch.",
+    "Messages per processed batch, by stage (crossings, or link sightings).",
+    ["stage"],
     buckets=BATCH_SIZE_BUCKETS,
 )
 BATCH_DURATION = Histogram(
     "bordermon_batch_duration_seconds",
-    "Wall time to process one batch: validate, load state, apply, save, produce.",
+    "Wall time to process one batch, by stage: validate, load state, apply, save, produce.",
+    ["stage"],
     buckets=FAST_BUCKETS,
 )
 REDIS_ROUND_TRIP = Histogram(
@@ -131,17 +143,27 @@ FLAG_DWELL = Histogram(
 )
 CONSIGNMENTS_IN_STATE = Gauge(
     "bordermon_consignments_in_state",
-    "Consignment states held in the state store (sampled).",
+    "Keys in the state store's Redis database (sampled with DBSIZE): consignment states, plus"
+    " link-key states of relabel-to-ru and one owner token per partition. Give bordermon a"
+    " database of its own.",
 )
 CONSUMER_LAG = Gauge(
     "bordermon_consumer_lag_messages",
-    "Messages between the end of a crossings partition and this worker's position.",
+    "Messages between the end of a partition (crossings, or links for the link stage) and"
+    " what this worker has processed of it.",
     ["topic", "partition"],
 )
 STORE_ERRORS = Counter(
     "bordermon_store_errors_total",
     "State store failures (each retried), by kind.",
     ["kind"],
+)
+SAVES_REFUSED = Counter(
+    "bordermon_state_saves_refused_total",
+    "Saves the state store refused by its single-writer checks, by reason: `fenced` (this"
+    " worker lost the partition to another) or `conflict` (another writer changed the state"
+    " since it was read; the batch is re-applied). Not outages.",
+    ["reason"],
 )
 BUILD_INFO = Info("bordermon_build", "Version of the running bordermon.")
 CONFIG_INFO = Info("bordermon_config", "Detection configuration in force (no secrets).")
@@ -195,6 +217,11 @@ def _precreate() -> None:
         FLAGS_BY_HS_CHAPTER.labels(chapter)
     for kind in STORE_ERROR_KINDS:
         STORE_ERRORS.labels(kind)
+    for reason in SAVE_REFUSALS:
+        SAVES_REFUSED.labels(reason)
+    for stage in STAGES:
+        BATCH_SIZE.labels(stage)
+        BATCH_DURATION.labels(stage)
     for operation in REDIS_OPERATIONS:
         REDIS_ROUND_TRIP.labels(operation)
 
@@ -236,6 +263,38 @@ def record_flag(flag: Flag, scan_to_flag_s: float | None = None) -> None:
         FLAG_DWELL.labels(rule).observe(dwell)
     if scan_to_flag_s is not None:
         SCAN_TO_FLAG.labels(rule).observe(max(scan_to_flag_s, 0.0))
+
+
+class PrometheusRecorder:
+    """The worker's `Recorder` (bordermon.processor.recorder): into the metrics above."""
+
+    def batch(self, stage: str, size: int, seconds: float) -> None:
+        BATCH_SIZE.labels(stage).observe(size)
+        BATCH_DURATION.labels(stage).observe(seconds)
+
+    def rejects(self, reasons: Iterable[str], *, dead_lettered: bool) -> None:
+        record_rejects(reasons, dead_lettered=dead_lettered)
+
+    def events(self, events: Iterable[CrossingEvent]) -> None:
+        record_events(events)
+
+    def duplicates(self, count: int) -> None:
+        EVENTS_DUPLICATE.inc(count)
+
+    def flag(self, flag: Flag, scan_to_flag_s: float | None) -> None:
+        record_flag(flag, scan_to_flag_s)
+
+    def store_unavailable(self) -> None:
+        STORE_ERRORS.labels("unavailable").inc()
+
+    def save_refused(self, reason: str, count: int = 1) -> None:
+        SAVES_REFUSED.labels(reason).inc(count)
+
+    def round_trip(self, operation: str) -> AbstractContextManager[object]:
+        return REDIS_ROUND_TRIP.labels(operation).time()
+
+
+PROMETHEUS = PrometheusRecorder()
 
 
 def exposition() -> bytes:

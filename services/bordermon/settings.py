@@ -5,10 +5,10 @@ Each setting has one name, spelled three ways: `window` in a TOML config file,
 it). Precedence: command line > environment > config file (`BORDERMON_CONFIG` or `--config`)
 > defaults. Defaults work on a laptop with the local stack.
 
-Secrets (a password inside `redis_url`, the Kafka and Redis passwords) are masked by
-`describe()` and in `repr()`; nothing here is ever logged in clear. Passwords are never settings
-themselves: `kafka_password_file` and `redis_password_file` name files (mode 0600) that are
-read once, when the settings are built, into `Secret`s that print as `***`.
+Secrets (a password inside `redis_url`, the Kafka and Redis passwords, `scanner_key_file`) are
+masked by `describe()` and in `repr()`; nothing here is ever logged in clear. Passwords are never
+settings themselves: `kafka_password_file` and `redis_password_file` name files (mode 0600) that
+are read once, when the settings are built, into `Secret`s that print as `***`.
 
 Transport security: `kafka_security_protocol` (PLAINTEXT by default, SASL_SSL for a secured
 cluster), `kafka_sasl_mechanism`, `kafka_username`, `kafka_password_file` and `kafka_ca_file` are
@@ -25,7 +25,7 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from bordermon.core.config import DAY_NS, DetectionConfig
@@ -39,6 +39,11 @@ from bordermon.core.watchlist import (
     load_export_controls,
     load_watchlist,
 )
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from bordermon.core.signatures import ScannerRegistry
 
 ENV_PREFIX = "BORDERMON_"
 
@@ -194,6 +199,25 @@ def _positive_int(value: object) -> int:
     return number
 
 
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
+
+
+def _bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE | _FALSE:
+        return text in _TRUE
+    raise ValueError(f"{value!r} is not a boolean (true or false)")
+
+
+def _scanner_id(value: object) -> str:
+    from bordermon.core.signatures import check_scanner_id
+
+    return check_scanner_id(str(value).strip())
+
+
 def _text(value: object) -> str:
     text = str(value).strip()
     if not text:
@@ -283,6 +307,10 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "batch_max_events": _positive_int,
     "batch_max_wait": _duration,
     "metrics_port": _port,
+    "require_signatures": _bool,
+    "scanner_registry": _text,
+    "scanner_id": _scanner_id,
+    "scanner_key_file": _text,
     "kafka_security_protocol": _choice(_SECURITY_PROTOCOLS),
     "kafka_sasl_mechanism": _choice(_SASL_MECHANISMS),
     "kafka_username": _optional_text,
@@ -290,6 +318,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "kafka_ca_file": _optional_text,
     "redis_password_file": _optional_text,
 }
+_SECRETS = frozenset({"scanner_key_file"})  # shown as *** by describe() when set
 _EMPTY_ENV_REFUSED = frozenset({"watchlists"})
 _FIELD_ALIASES = {
     "window": "window_ns",
@@ -326,6 +355,12 @@ class Settings:
     batch_max_events: int = 500
     batch_max_wait_ns: int = 50_000_000
     metrics_port: int = 9108
+    # Signed scans (core.signatures): the worker's side, then the scanner SDK's side.
+    require_signatures: bool = False
+    scanner_registry: str | None = None
+    scanner_id: str | None = None
+    # The path is masked too: a key pasted into the variable by mistake must not be shown.
+    scanner_key_file: str | None = field(default=None, repr=False)
     kafka_security_protocol: str = "PLAINTEXT"
     kafka_sasl_mechanism: str = "SCRAM-SHA-512"
     kafka_username: str = ""
@@ -355,6 +390,12 @@ class Settings:
             raise SettingsError(
                 f"monitored_country {self.monitored_country} cannot also be in"
                 " destinations_of_concern"
+            )
+        if self.require_signatures and self.scanner_registry is None:
+            raise SettingsError(
+                "require_signatures is on but no scanner_registry is set: set"
+                " BORDERMON_SCANNER_REGISTRY (or scanner_registry in the config file) to the"
+                " scanner registry file"
             )
 
     def _check_transport_security(self) -> None:
@@ -501,6 +542,44 @@ class Settings:
             export_controls=export_controls,
         )
 
+    def load_scanner_registry(self) -> ScannerRegistry | None:
+        """The scanner registry when `require_signatures` is on (reads the file), else None."""
+        if not self.require_signatures or self.scanner_registry is None:
+            return None
+        from bordermon.core.signatures import RegistryError, parse_registry
+
+        path = self.scanner_registry
+        try:
+            text = Path(path).read_text("utf-8")
+        except OSError as error:
+            raise SettingsError(f"cannot read scanner_registry {path}: {error.strerror}") from None
+        except UnicodeDecodeError:
+            raise SettingsError(f"scanner registry {path} is not UTF-8 text") from None
+        try:
+            return parse_registry(text)
+        except RegistryError as error:
+            raise SettingsError(f"scanner registry {path}: {error}") from None
+
+    def load_scanner_key(self) -> tuple[str, Ed25519PrivateKey] | None:
+        """The scanner SDK's `(scanner_id, private key)` when `scanner_key_file` is set (reads
+        it), else None. Errors never show the file's content or the setting's value."""
+        if self.scanner_key_file is None and self.scanner_id is None:
+            return None
+        if self.scanner_key_file is None or self.scanner_id is None:
+            have, need = (
+                ("scanner_id", "scanner_key_file")
+                if self.scanner_key_file is None
+                else ("scanner_key_file", "scanner_id")
+            )
+            raise SettingsError(f"{have} is set but {need} is not: signing needs both")
+        from bordermon.core.signatures import PrivateKeyError
+        from bordermon.scanner.keys import read_private_key
+
+        try:
+            return self.scanner_id, read_private_key(self.scanner_key_file)
+        except PrivateKeyError as error:
+            raise SettingsError(f"scanner_key_file: {error}") from None
+
     @property
     def state_ttl_seconds(self) -> int:
         return max(1, -(-self.state_ttl_ns // NANOS_PER_SECOND))
@@ -524,6 +603,10 @@ class Settings:
                 text = str(value)
             if f.name == "redis_url":
                 text = mask_url(text)
+            elif value is None:
+                text = ""
+            elif f.name in _SECRETS:
+                text = "***"
             out[f.name] = text
         return out
 

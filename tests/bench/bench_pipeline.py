@@ -3,6 +3,8 @@
     .venv/bin/python tests/bench/bench_pipeline.py                   # N = 200,000 events
     .venv/bin/python tests/bench/bench_pipeline.py --quick           # ~20,000: a smoke run
     .venv/bin/python tests/bench/bench_pipeline.py --profile-worker  # + a pyinstrument report
+    .venv/bin/python tests/bench/bench_pipeline.py --events 100000 --worker-passes 3
+                                            # the three worker rule sets, 3 times in turn
 
 Everything is measured in one run because the machines are shared (2 vCPUs with the broker,
 Redis and other people's tests): an absolute events/s moves with the neighbours' load, a ratio
@@ -13,28 +15,46 @@ measures what it cannot beat on this box, on the same events:
 2. framework ceiling: a faust agent that takes the events in `take_events(500, within=0.05)`
    batches like the worker and does nothing with them (a subprocess of its own);
 3. `bordermon worker`, the real one (validation, Redis state, flags, dead letters, metrics):
-   events/s and the worker process's CPU seconds per million events (/proc/<pid>/stat);
-4. scan-to-flag latency at a steady offered load well below saturation (2,000 events/s);
+   events/s and the worker process's CPU seconds per million events (/proc/<pid>/stat), twice
+   on the same topic: (3) with every rule, so with the link stage of `relabel-to-ru` (link
+   sightings produced to the links topic, consumed again by the second agent, matched against
+   the link states in Redis), (3b) with `BORDERMON_RULES=transit-to-ru` (one stage, no links
+   topic) and (3c) with `BORDERMON_RULES=transit-to-ru,export-without-permit`, so that each
+   rule's cost is a difference of two rows. With all rules the run also reports the sightings
+   forwarded, the link stage's messages, the flags by rule and the Redis keys of each kind;
+4. scan-to-flag latency at steady offered loads (2,000 and 500 events/s by default), all rules
+   on, overall and by rule (relabel-to-ru's flags come out of the second stage);
 5. Redis memory per consignment in flight (an entry and an exit kept, no flag yet);
-6. `bordermon replay` on the same events (start-up included, like bench_replay.py);
-7. a peer: the same rule written the idiomatic faust way (peer_faust_tables.py: a faust Table
-   in memory with its changelog topic, one event at a time, no Redis).
+6. `bordermon replay` on the same events (start-up included, like bench_replay.py), with the
+   same three rule sets (6, 6b, 6c); the flags by rule of replay and of the worker are
+   compared (they must agree);
+7. a peer: transit-to-ru written the idiomatic faust way (peer_faust_tables.py: a faust Table
+   in memory with its changelog topic, one event at a time, no Redis); compare it with 3b.
 
-How events/s is measured, for rows 1, 2, 3 and 7: from the first processed batch to the last
+How events/s is measured, for rows 1, 2, 3, 3b, 3c and 7: from the first processed batch to the last
 one, counting the events in between, with the events already waiting in the topic (a backlog,
 so start-up and group joins are not in the number). Rows 1, 2 and 7 stamp time and CPU inside
 the consuming process. The worker cannot be changed for a benchmark, so it is watched from
 outside: its own `/metrics` (`bordermon_batch_size_sum`, the messages it has processed) and its
-CPU time from /proc are sampled together every 0.5 s, and the rate is taken between the first
+CPU time from /proc are sampled together every second, and the rate is taken between the first
 sample that shows progress and the last sample taken while events were still waiting, so no
-idle time is counted. The run then checks that the worker's consumer group committed offsets up
-to the end of the topic (the durable "done" of SPEC §6) and says how long after the last batch.
+idle time is counted. `bordermon_batch_size_sum` counts the messages of both stages, so the
+crossings are counted as `bordermon_events_consumed_total` + `bordermon_events_rejected_total`;
+with the link stage on, the worker is done when it has also processed every sighting the
+links topic holds (the rate of row 3 is crossings per second through both stages). The run
+then checks that the worker's consumer group committed offsets up to the end of the topics
+(the durable "done" of SPEC §6) and says how long after the last batch.
 
-Events: `bordermon simulate --events N --seed 1` (cached under run/bench/ by bench_replay.py;
-~0.5 % malformed, ~2 % duplicates), published once with the scanner SDK (`publish_raw`: keyed by
-consignment id, acks=all, lz4 like the SDK's default, as `bordermon publish --raw` does); every
-row reads that topic from the beginning. `--compression none` measures an uncompressed topic
-(aiokafka decompresses lz4 in the worker's process, librdkafka in the raw row's).
+Events: `bordermon simulate --events N --seed 1` (cached under run/bench/ by bench_replay.py,
+under a name with the seed and a hash of the simulator's source, so a changed simulator never
+reuses a stale file; ~0.5 % malformed, ~2 % duplicates), published once with the scanner SDK
+(`publish_raw`: keyed by consignment id, acks=all, lz4 like the SDK's default, as `bordermon
+publish --raw` does); every row reads that topic from the beginning. `--compression none`
+measures an uncompressed topic (aiokafka decompresses lz4 in the worker's process, librdkafka
+in the raw row's).
+
+Subprocesses (workers, faust children, replay, simulate) run this checkout's `services/` first
+on PYTHONPATH, like this process, whatever the virtualenv's editable install points at.
 
 Everything the run creates is unique to it and removed at the end, Ctrl-C included: topics
 (`<declared name>.bench-<run id>-<phase>`, created with the declared partitions and configs),
@@ -75,8 +95,18 @@ import orjson
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO / "tests" / "integration"))
+# This checkout's bordermon, here and (bench_replay.child_env) in every subprocess, whatever the
+# virtualenv's editable install points at.
+sys.path.insert(0, str(REPO / "services"))
 
-from bench_replay import ensure_input  # noqa: E402
+from bench_replay import (  # noqa: E402
+    ALL_RULES,
+    NO_LINK_STAGE,
+    TRANSIT_ONLY,
+    child_env,
+    ensure_input,
+    rule_costs,
+)
 from harness import WorkerProcess, worker_env  # noqa: E402
 from machine import describe_machine  # noqa: E402
 
@@ -369,6 +399,7 @@ class Run:
         """A subprocess in its own session (Ctrl-C reaches only this process, which then
         stops it in order), its output in a log file; stopped on exit."""
         log_path = self.tmp / f"{name}.log"
+        env = {**(os.environ if env is None else env), "PYTHONPATH": child_env()["PYTHONPATH"]}
         with log_path.open("wb") as log:
             process = subprocess.Popen(
                 command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -693,8 +724,12 @@ def measure_peer(run: Run, crossings: str, expect: int) -> Row:
 
 @dataclass(frozen=True, slots=True)
 class Sample:
+    """One look at the worker: crossings it has processed (consignment stage), messages it
+    has processed in all (both stages: crossings and link sightings) and its CPU seconds."""
+
     at: float
-    processed: int
+    crossings: int
+    total: int
     cpu: float
 
 
@@ -705,17 +740,76 @@ def free_port() -> int:
         return port
 
 
-def scrape_processed(port: int) -> int | None:
-    """Messages the worker has processed (`bordermon_batch_size_sum`), None if not up yet."""
+@dataclass(frozen=True, slots=True)
+class Scrape:
+    """What the benchmark reads from the worker's `/metrics`.
+
+    `bordermon_batch_size` is summed over its `stage` label, so it counts crossings *and* link
+    sightings; the crossings alone are the valid events consumed
+    (`bordermon_events_consumed_total`, duplicates included) plus the rejected ones
+    (`bordermon_events_rejected_total`), both counted once per crossing by the consignment
+    stage. The link stage's messages are the difference.
+    """
+
+    batch_messages: int = 0
+    consumed: int = 0
+    rejected: int = 0
+    flags_by_rule: dict[str, int] = field(default_factory=dict)
+    batches: int = 0
+    """Batches of both stages (`bordermon_batch_size_count`)."""
+    redis_count: dict[str, int] = field(default_factory=dict)
+    """Redis round trips by operation (load, save), both stores."""
+    redis_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def crossings(self) -> int:
+        return self.consumed + self.rejected
+
+    @property
+    def link_messages(self) -> int:
+        return self.batch_messages - self.crossings
+
+
+def _metric_value(line: str) -> float:
+    return float(line.rsplit(maxsplit=1)[1])
+
+
+def _label(line: str, name: str) -> str:
+    marker = f'{name}="'
+    start = line.index(marker) + len(marker)
+    return line[start : line.index('"', start)]
+
+
+def scrape_metrics(port: int) -> Scrape | None:
+    """The worker's counters, None while its `/metrics` is not up yet."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
             text = answer.read().decode()
     except OSError:
         return None
+    batch = consumed = rejected = batches = 0.0
+    flags: dict[str, int] = {}
+    redis_count: dict[str, int] = {}
+    redis_seconds: dict[str, float] = {}
     for line in text.splitlines():
-        if line.startswith("bordermon_batch_size_sum "):
-            return int(float(line.split()[1]))
-    return 0
+        if line.startswith("bordermon_batch_size_sum{"):
+            batch += _metric_value(line)  # both stages
+        elif line.startswith("bordermon_batch_size_count{"):
+            batches += _metric_value(line)
+        elif line.startswith("bordermon_redis_round_trip_seconds_count{"):
+            redis_count[_label(line, "operation")] = int(_metric_value(line))
+        elif line.startswith("bordermon_redis_round_trip_seconds_sum{"):
+            redis_seconds[_label(line, "operation")] = _metric_value(line)
+        elif line.startswith("bordermon_events_consumed_total{"):
+            consumed += _metric_value(line)
+        elif line.startswith("bordermon_events_rejected_total{"):
+            rejected += _metric_value(line)
+        elif line.startswith("bordermon_flags_total{"):
+            rule = _label(line, "rule")
+            flags[rule] = flags.get(rule, 0) + int(_metric_value(line))
+    return Scrape(
+        int(batch), int(consumed), int(rejected), flags, int(batches), redis_count, redis_seconds
+    )
 
 
 @dataclass(slots=True)
@@ -727,6 +821,7 @@ class Worker:
     port: int
     group: str
     scrapes: list[float] = field(default_factory=list)
+    last: Scrape = field(default_factory=Scrape)
 
     def idle_scrape_ms(self, reads: int = 5) -> float:
         """Mean time of a `/metrics` read once the worker is idle: what each read costs it
@@ -742,49 +837,98 @@ class Worker:
                 f"the worker exited ({self.process.returncode}):\n{log_tail(self.log_path)}"
             )
         started = time.perf_counter()
-        processed = scrape_processed(self.port)
-        if processed is not None:
+        scrape = scrape_metrics(self.port)
+        if scrape is not None:
             self.scrapes.append(time.perf_counter() - started)
-        return Sample(time.perf_counter(), processed or 0, process_cpu_seconds(self.process.pid))
+            self.last = scrape
+        else:
+            scrape = Scrape()
+        return Sample(
+            time.perf_counter(),
+            scrape.crossings,
+            scrape.batch_messages,
+            process_cpu_seconds(self.process.pid),
+        )
 
-    def follow(self, expect: int, timeout: float) -> list[Sample]:
-        """Samples every SAMPLE_EVERY_S from the first progress until `expect` processed."""
+    def follow(
+        self, expect: int, timeout: float, links_written: Callable[[], int] | None = None
+    ) -> tuple[list[Sample], int]:
+        """Samples every SAMPLE_EVERY_S from the first progress until the worker is done:
+        `expect` crossings processed and, when `links_written` is given (the link stage
+        runs), as many link sightings as the links topic then holds. Returns the samples and
+        that number of sightings (0 without the link stage).
+
+        Every sighting of a crossing is acknowledged by the links topic before the crossing
+        is counted as processed (`BatchProcessor._apply_once`), so once `expect` crossings
+        are counted the links topic holds every sighting there will be."""
         samples: list[Sample] = []
         started = time.monotonic()
         last_change, last_value, next_note = started, -1, started + 15
+        sightings: int | None = None if links_written is not None else 0
         while True:
             sample = self.sample()
             now = time.monotonic()
-            if sample.processed > 0:
+            if sample.total > 0:
                 samples.append(sample)
-            if sample.processed >= expect:
-                return samples
-            if sample.processed != last_value:
-                last_change, last_value = now, sample.processed
+            if sample.crossings >= expect and sightings is None:
+                assert links_written is not None
+                sightings = links_written()
+                note(f"  worker: crossings done; {sightings:,} link sightings to match")
+            if sightings is not None and sample.total >= expect + sightings:
+                return samples, sightings
+            if sample.total != last_value:
+                last_change, last_value = now, sample.total
             if now - last_change > STALL_S or now - started > timeout:
                 raise BenchError(
-                    f"the worker is stuck at {sample.processed:,} of {expect:,} events:\n"
+                    f"the worker is stuck at {sample.crossings:,} of {expect:,} crossings"
+                    f" ({sample.total - sample.crossings:,} link sightings):\n"
                     f"{log_tail(self.log_path)}"
                 )
             if now > next_note:
-                note(f"  worker: {sample.processed:,} of {expect:,} events")
+                links = ""
+                if links_written is not None:  # (counters read mid-batch may be a few apart)
+                    links = f", {max(sample.total - sample.crossings, 0):,} link sightings"
+                note(f"  worker: {sample.crossings:,} of {expect:,} crossings{links}")
                 next_note = now + 15
             time.sleep(SAMPLE_EVERY_S)
 
     def wait_processed(self, expect: int, timeout: float) -> None:
+        """Until `expect` crossings are processed (the link stage may still be busy)."""
         deadline = time.monotonic() + timeout
-        while self.sample().processed < expect:
+        while self.sample().crossings < expect:
             if time.monotonic() > deadline:
                 raise BenchError(f"the worker did not process {expect:,} events in {timeout} s")
             time.sleep(0.1)
 
+    def wait_links_matched(self, sightings: int, timeout: float) -> None:
+        """Until the link stage has processed `sightings` messages (call once the crossings
+        are processed: the links topic then holds every sighting)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            sample = self.sample()
+            if sample.total - sample.crossings >= sightings:
+                return
+            if time.monotonic() > deadline:
+                raise BenchError(f"the link stage did not match {sightings:,} sightings")
+            time.sleep(0.1)
+
 
 def start_worker(
-    run: Run, name: str, topics: dict[str, str], profile: Path | None = None
+    run: Run,
+    name: str,
+    topics: dict[str, str],
+    profile: Path | None = None,
+    rules: str = ALL_RULES,
 ) -> Worker:
+    """`bordermon worker` on `topics`; `rules` other than "all" go to BORDERMON_RULES."""
     group = run.group(name)
     port = free_port()
-    env = worker_env(run.bootstrap, run.redis_url, topics, group, BORDERMON_METRICS_PORT=str(port))
+    extra = {"BORDERMON_METRICS_PORT": str(port)}
+    if rules != ALL_RULES:
+        extra["BORDERMON_RULES"] = rules
+    env = worker_env(run.bootstrap, run.redis_url, topics, group, **extra)
+    if rules == ALL_RULES:
+        env.pop("BORDERMON_RULES", None)  # the default: every rule
     command = [sys.executable, "-m", "bordermon", "worker"]
     if profile is not None:
         command = [
@@ -803,38 +947,121 @@ def start_worker(
     return Worker(process, log_path, port, group)
 
 
-def busy_interval(samples: list[Sample], expect: int) -> Interval:
-    """From the first sample with progress to the last one taken while events were waiting
-    (the final sample may include idle time after the last batch, so it is used only when
-    there is nothing else)."""
+def busy_interval(samples: list[Sample], expect: int, sightings: int = 0) -> Interval:
+    """Crossings processed from the first sample with progress to the last one taken while
+    work was still waiting in either topic (the final sample may include idle time after the
+    last batch, so it is used only when there is nothing else). With the link stage, the
+    interval runs until it has matched every sighting: the crossings' rate includes it."""
     first = samples[0]
-    busy = [s for s in samples if s.processed < expect]
+    busy = [s for s in samples if s.total < expect + sightings]
     last = busy[-1] if len(busy) >= 2 else samples[-1]
     if last is first:
         raise BenchError("too few events to measure the worker: use more --events")
-    return Interval(last.processed - first.processed, last.at - first.at, last.cpu - first.cpu)
+    return Interval(last.crossings - first.crossings, last.at - first.at, last.cpu - first.cpu)
+
+
+def redis_keys(run: Run) -> dict[str, int]:
+    """Keys in the run's Redis database by kind: consignment states, link states, others
+    (owner tokens)."""
+    import redis
+
+    from bordermon.stores.redis_store import DEFAULT_PREFIX, LINK_PREFIX
+
+    counts = {"consignments": 0, "links": 0, "other": 0}
+    with redis.Redis.from_url(run.redis_url) as client:
+        for key in client.scan_iter(count=5000):
+            if key.startswith(DEFAULT_PREFIX.encode()):
+                counts["consignments"] += 1
+            elif key.startswith(LINK_PREFIX.encode()):
+                counts["links"] += 1
+            else:
+                counts["other"] += 1
+    return counts
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRun:
+    """What one worker pass did, beside its rate."""
+
+    interval: Interval
+    rules: str
+    flags_by_rule: dict[str, int]
+    flags_in_topic: int
+    dead_letters: int
+    sightings: int
+    link_messages: int
+    link_tail_s: float | None
+    redis: dict[str, int]
 
 
 def measure_worker(
-    run: Run, topics: dict[str, str], expect: int, name: str = "worker", profile: Path | None = None
-) -> tuple[Row, Interval]:
+    run: Run,
+    topics: dict[str, str],
+    expect: int,
+    name: str = "worker",
+    profile: Path | None = None,
+    *,
+    rules: str = ALL_RULES,
+) -> tuple[Row, WorkerRun]:
+    """A worker from a fresh Redis database and consumer group over the whole topic."""
     run.redis_flush()
-    worker = start_worker(run, name, topics, profile)
-    samples = worker.follow(expect, timeout=300 + expect / 300)
-    interval = busy_interval(samples, expect)
+    relabel = rules == ALL_RULES or "relabel-to-ru" in rules.split(",")
+    worker = start_worker(run, name, topics, profile, rules)
+
+    def links_written() -> int:
+        return messages_in(run.bootstrap, topics["links"])
+
+    samples, sightings = worker.follow(
+        expect, timeout=300 + expect / 300, links_written=links_written if relabel else None
+    )
+    interval = busy_interval(samples, expect, sightings)
+    crossings_done = next(s.at for s in samples if s.crossings >= expect)
+    link_tail_s = samples[-1].at - crossings_done if relabel else None
     commit_s = wait_committed(run.bootstrap, worker.group, topics["crossings"])
+    if relabel:
+        commit_s = max(commit_s, wait_committed(run.bootstrap, worker.group, topics["links"]))
     scrape_ms = worker.idle_scrape_ms()
+    final = worker.last
     stop_process(worker.process)
     flags = messages_in(run.bootstrap, topics["flags"])
     dead = messages_in(run.bootstrap, topics["dead_letter"])
-    row = Row.of(
-        "`bordermon worker`: validation, Redis state, flags, dead letters, metrics",
+    keys = redis_keys(run)
+    details = WorkerRun(
         interval,
-        f"{interval.core_share}; {flags:,} flags, {dead:,} dead letters; offsets committed to"
-        f" the end {commit_s:.1f} s after the last batch was seen; `/metrics` read every"
-        f" {SAMPLE_EVERY_S:g} s ({scrape_ms:.1f} ms per read when idle)",
+        rules,
+        {rule: count for rule, count in sorted(final.flags_by_rule.items()) if count},
+        flags,
+        dead,
+        sightings,
+        final.link_messages,
+        link_tail_s,
+        keys,
     )
-    return row, interval
+    by_rule = ", ".join(f"{rule} {count:,}" for rule, count in details.flags_by_rule.items())
+    trips = ", ".join(
+        f"{final.redis_count.get(op, 0):,} {op}s ({final.redis_seconds.get(op, 0.0):.1f} s)"
+        for op in ("load", "save")
+    )
+    if relabel:
+        what = "all rules (consignment stage + link stage)"
+        links = (
+            f" {sightings:,} link sightings forwarded to the links topic and"
+            f" {final.link_messages:,} matched by the link stage, which finished"
+            f" {link_tail_s:.0f} s after the consignment stage (±{SAMPLE_EVERY_S:g} s);"
+        )
+    else:
+        what = f"`BORDERMON_RULES={rules}` (consignment stage only, no links topic)"
+        links = ""
+    row = Row.of(
+        f"`bordermon worker`, {what}",
+        interval,
+        f"{interval.core_share}; {flags:,} flags ({by_rule or 'none'}), {dead:,} dead letters;"
+        f"{links} {final.batches:,} batches, Redis round trips: {trips};"
+        f" Redis keys: {keys['consignments']:,} consignments, {keys['links']:,} links;"
+        f" offsets committed to the end {commit_s:.1f} s after the last batch was seen;"
+        f" `/metrics` read every {SAMPLE_EVERY_S:g} s ({scrape_ms:.1f} ms per read when idle)",
+    )
+    return row, details
 
 
 # --- 4. scan-to-flag latency ------------------------------------------------------------------
@@ -890,14 +1117,17 @@ def measure_latency(run: Run, rate: float, seconds: float, seed: int, compressio
     from bordermon.scanner.publisher import ScannerPublisher
     from bordermon.simulate import SimulationSpec, generate
 
-    topics = run.topic_set("latency")
+    # Topics, group and log of this rate's own: a second rate reusing the first one's would
+    # count the first one's link sightings as still to be matched.
+    phase = f"latency-{rate:.0f}"
+    topics = run.topic_set(phase)
     run.redis_flush()
     paced_count = int(rate * seconds)
     lines = list(
         generate(SimulationSpec(consignments=None, events=paced_count + LATENCY_WARMUP, seed=seed))
     )
     ids = [event_id_of(line) for line in lines]
-    worker = start_worker(run, "worker-latency", topics)
+    worker = start_worker(run, f"worker-{phase}", topics)
     WorkerProcess(worker.process, worker.log_path).wait_ready(120)
     collector = FlagCollector(run.bootstrap, topics["flags"])
     note(f"  latency: flags read with the throwaway consumer group {collector.subscriber.group}")
@@ -941,6 +1171,7 @@ def measure_latency(run: Run, rate: float, seconds: float, seed: int, compressio
     if not report.ok:
         raise BenchError(f"publishing failed: {report}")
     worker.wait_processed(total, timeout=120)
+    worker.wait_links_matched(messages_in(run.bootstrap, topics["links"]), timeout=120)
     time.sleep(2.0)  # the last flags' way to the subscriber
     collector.stop()
     stop_process(worker.process)
@@ -948,17 +1179,29 @@ def measure_latency(run: Run, rate: float, seconds: float, seed: int, compressio
         raise BenchError(f"flag subscriber: {collector.error}")
 
     latencies: list[float] = []
+    by_rule: dict[str, list[float]] = {}
     for received in collector.received:
-        entry = produced.get(received.flag["entry"]["event_id"])
-        exit_ = produced.get(received.flag["exit"]["event_id"])
-        if entry is None or exit_ is None:
+        # The scans a flag reports: an entry (none for export-without-permit; another
+        # consignment's for relabel-to-ru) and an exit. The later-produced one raised it.
+        scans = [received.flag["exit"], received.flag.get("entry")]
+        times = [produced.get(scan["event_id"]) for scan in scans if scan is not None]
+        if not times or None in times:
             continue
-        trigger = max(entry, exit_)
+        trigger = max(t for t in times if t is not None)
         if trigger >= measured_from_ns:
-            latencies.append((received.received_ns - trigger) / 1e6)
+            latency_ms = (received.received_ns - trigger) / 1e6
+            latencies.append(latency_ms)
+            by_rule.setdefault(str(received.flag.get("rule")), []).append(latency_ms)
     if not latencies:
         raise BenchError("no flag was raised by a measured scan")
     latencies.sort()
+    per_rule = []
+    for rule, values in sorted(by_rule.items()):
+        values.sort()
+        per_rule.append(
+            f"{rule} p50 {percentile(values, 0.5):.0f} / p99 {percentile(values, 0.99):.0f} ms"
+            f" ({len(values):,})"
+        )
     paced = total - len(warmup)
     cpu = after.cpu - before.cpu
     interval = Interval(paced, paced_s, cpu)
@@ -966,8 +1209,8 @@ def measure_latency(run: Run, rate: float, seconds: float, seed: int, compressio
         f"scan-to-flag latency, {rate:,.0f} events/s offered for {seconds:.0f} s",
         interval,
         f"p50 {percentile(latencies, 0.5):.0f} ms, p99 {percentile(latencies, 0.99):.0f} ms,"
-        f" max {latencies[-1]:.0f} ms over {len(latencies):,} flags; the worker used"
-        f" {cpu / paced_s:.0%} of a core",
+        f" max {latencies[-1]:.0f} ms over {len(latencies):,} flags ({'; '.join(per_rule)});"
+        f" all rules on; the worker used {cpu / paced_s:.0%} of a core",
     )
 
 
@@ -998,11 +1241,16 @@ def measure_redis(run: Run, consignments: int, seed: int) -> Row:
         duplicate_rate=0.0,
         malformed_rate=0.0,
     )
+    other_flags = 0
     for line in generate(spec):
         event = parse_crossing(line, config.monitored_country)
         transition = apply(states.get(event.consignment_id), event, config)
-        if transition.flags:
+        if any(flag.rule == TRANSIT_ONLY for flag in transition.flags):
             raise BenchError(f"consignment {event.consignment_id} was flagged")
+        # export-without-permit may flag a slow consignment's exit: its state keeps the rule
+        # in `flagged`, and the flag leaves `pending` once acknowledged, as in the worker.
+        other_flags += len(transition.flags)
+        transition.state.pending.clear()
         states[event.consignment_id] = transition.state
     in_flight = sum(1 for s in states.values() if s.entries and s.exits)
 
@@ -1036,46 +1284,60 @@ def measure_redis(run: Run, consignments: int, seed: int) -> Row:
         result=f"{per:,.0f} B of `used_memory` each ({keys:,} keys, {in_flight:,} with both"
         f" kept); one key: STRLEN {lengths[0]} B, MEMORY USAGE {usage[0]} B"
         f" (mean of {len(sample):,}: {sum(lengths) / len(lengths):.0f} B /"
-        f" {sum(usage) / len(usage):.0f} B)",
+        f" {sum(usage) / len(usage):.0f} B); {other_flags:,} export-without-permit flags"
+        " on the way (acknowledged, not pending)",
     )
 
 
 # --- 6. replay --------------------------------------------------------------------------------
 
 
-def measure_replay(path: Path) -> Row:
-    """The real `bordermon replay FILE --quiet`, flags to /dev/null (bench_replay.run_once)."""
-    from bench_replay import run_once
+def measure_replay(path: Path, rules: str = ALL_RULES, results: Results | None = None) -> Row:
+    """The real `bordermon replay FILE --quiet [--rules RULES]`, flags to /dev/null
+    (bench_replay.run_once)."""
+    from bench_replay import by_rule_text, run_once
 
-    wall, cpu, read, summary = run_once(path)
-    flags = rejected = "?"
-    for line in summary.splitlines():
-        words = line.split()
-        if words[:1] == ["flags"]:
-            flags = words[1]
-        elif words[:1] == ["rejected"]:
-            rejected = words[1]
+    result = run_once(path, rules)
+    if results is not None:
+        results.replay_flags[rules] = dict(sorted(result.flags_by_rule.items()))
+    what = "all rules" if rules == ALL_RULES else f"`--rules {rules}`"
     return Row.of(
-        "`bordermon replay FILE --quiet` (in-process core, start-up included)",
-        Interval(read, wall, cpu),
-        f"{flags} flags, {rejected} rejected",
+        f"`bordermon replay FILE --quiet`, {what} (in-process core, start-up included)",
+        Interval(result.read, result.wall, result.cpu),
+        f"{result.flags:,} flags ({by_rule_text(result.flags_by_rule)}),"
+        f" {result.rejected:,} rejected",
     )
 
 
 # --- the run ----------------------------------------------------------------------------------
 
 
-ROW_ORDER = ("1", "2", "3", "4", "4b", "4c", "4d", "5", "6", "7")
+ROW_ORDER = ("1", "2", "3", "3b", "3c", "4", "4b", "4c", "4d", "5", "6", "6b", "6c", "7")
+WORKER_CONFIGS = (  # (row, rules, phase): the same crossings topic, every other topic its own
+    ("3", ALL_RULES, "main"),
+    ("3b", TRANSIT_ONLY, "transit"),
+    ("3c", NO_LINK_STAGE, "export"),
+)
+REPLAY_CONFIGS = (("6", ALL_RULES), ("6b", TRANSIT_ONLY), ("6c", NO_LINK_STAGE))
 
 
 @dataclass(slots=True)
 class Results:
     rows: dict[str, Row] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    workers: dict[str, WorkerRun] = field(default_factory=dict)
+    replay_flags: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def rate(self, key: str) -> float | None:
-        row = self.rows.get(key)
-        return None if row is None or row.interval is None else row.interval.rate
+        """events/s of a row; the median of its passes when it has several."""
+        import statistics
+
+        rates = [
+            row.interval.rate
+            for name, row in self.rows.items()
+            if name.split()[0] == key and row.interval is not None
+        ]
+        return statistics.median(rates) if rates else None
 
 
 def measure(run: Run, key: str, label: str, results: Results, action: Callable[[], Row]) -> None:
@@ -1100,19 +1362,72 @@ def ratio(results: Results, a: str, b: str) -> str:
     return f"{top / bottom:.2f}"
 
 
+def agreement(results: Results) -> list[str]:
+    """Whether the worker raised, rule by rule, the flags replay raised on the same events
+    (both configurations): the two rates are only comparable if they did the same work."""
+    lines = []
+    for rules, details in results.workers.items():
+        replayed = results.replay_flags.get(rules)
+        if replayed is None:
+            continue
+        same = details.flags_by_rule == {rule: n for rule, n in replayed.items() if n}
+        lines.append(
+            f"flags by rule, {rules}: worker and replay "
+            + (
+                "agree"
+                if same
+                else f"**differ**: worker {details.flags_by_rule}, replay {replayed}"
+            )
+        )
+    return lines
+
+
+def cost_line(results: Results, what: str, configs: Sequence[tuple[str, str]]) -> str:
+    """CPU per crossing of each rule set (the median of its passes), as what
+    export-without-permit and relabel-to-ru (sightings, link stage) add to transit-to-ru."""
+    import statistics
+
+    cpu: dict[str, float] = {}
+    passes = 0
+    for key, rules in configs:
+        values = [
+            row.interval.cpu_per_million
+            for name, row in results.rows.items()
+            if name.split()[0] == key
+            and row.interval is not None
+            and row.interval.cpu_per_million is not None
+        ]
+        if not values:
+            return ""
+        cpu[rules] = statistics.median(values)
+        passes = max(passes, len(values))
+    of = f", median of {passes} passes" if passes > 1 else ""
+    return f"- {what}{of}: {rule_costs(cpu)}."
+
+
 def render(results: Results, header: list[str]) -> list[str]:
     out = [*header, ""]
     out.append("| # | measurement | events | s | events/s | CPU s per M events | result |")
     out.append("|---|---|---|---|---|---|---|")
-    out += [results.rows[key].markdown(key) for key in ROW_ORDER if key in results.rows]
+    ordered = sorted(results.rows, key=lambda key: (ROW_ORDER.index(key.split()[0]), key))
+    out += [results.rows[key].markdown(key) for key in ordered]
     out.append("")
     out.append(
-        f"Ratios of events/s: worker / faust no-op = {ratio(results, '3', '2')};"
+        "Ratios of events/s (of the median pass, for rows measured in several):"
+        f" worker all rules / transit-to-ru only = {ratio(results, '3', '3b')};"
+        f" replay all rules / transit-to-ru only = {ratio(results, '6', '6b')};"
+        f" worker (all rules) / faust no-op = {ratio(results, '3', '2')};"
         f" faust no-op / raw = {ratio(results, '2', '1')};"
-        f" peer / worker = {ratio(results, '7', '3')};"
-        f" worker / raw = {ratio(results, '3', '1')};"
-        f" replay / worker = {ratio(results, '6', '3')}."
+        f" peer / worker transit-to-ru only (the peer has that rule only)"
+        f" = {ratio(results, '7', '3b')};"
+        f" worker (all rules) / raw = {ratio(results, '3', '1')};"
+        f" replay / worker, all rules = {ratio(results, '6', '3')}."
     )
+    costs = [
+        cost_line(results, "worker (rows 3, 3b, 3c)", [(k, r) for k, r, _ in WORKER_CONFIGS]),
+        cost_line(results, "replay (rows 6, 6b, 6c)", REPLAY_CONFIGS),
+    ]
+    out += ["", *[line for line in costs if line]]
     if results.notes:
         out.append("")
         out += [f"- {text}" for text in results.notes]
@@ -1121,13 +1436,24 @@ def render(results: Results, header: list[str]) -> list[str]:
 
 PROFILE_STAGES: tuple[tuple[str, str, str], ...] = (
     # (what, function, file suffix): inclusive time of frames matching function and file
-    ("bordermon batch step (`BatchProcessor.process`)", "process", "processor/batch.py"),
+    (
+        "bordermon batch step, both stages (`BatchProcessor.process`)",
+        "process",
+        "processor/batch.py",
+    ),
     ("- validation (`validate_batch`: `parse_crossing`)", "validate_batch", "core/pipeline.py"),
-    ("- rule and state (`apply_batch`)", "apply_batch", "core/pipeline.py"),
-    ("- Redis load (`RedisStore.load`: MGET + decode)", "load", "stores/redis_store.py"),
-    ("- Redis save (`RedisStore.save`: encode + SET EX)", "save", "stores/redis_store.py"),
-    ("- flags to Kafka (`send_flags`, acks awaited)", "send_flags", "processor/app.py"),
-    ("- dead letters to Kafka (`send_dead_letters`)", "send_dead_letters", "processor/app.py"),
+    (
+        "- `validate` of both stages (crossings: `validate_batch`; sightings: decode)",
+        "validate",
+        "processor/stages.py",
+    ),
+    ("- consignment rules and state (`apply_batch`)", "apply_batch", "core/pipeline.py"),
+    ("- link rule and state (`apply_link_batch`)", "apply_link_batch", "core/pipeline.py"),
+    ("- Redis load (`RedisStore.snapshot`: MGET + decode)", "snapshot", "stores/redis_store.py"),
+    ("- Redis save (`RedisStore.save`: encode + EVALSHA)", "save", "stores/redis_store.py"),
+    ("- sightings to the links topic (`_forward`, acks awaited)", "_forward", "processor/batch.py"),
+    ("- dead letters to Kafka (`_dead_letter`)", "_dead_letter", "processor/batch.py"),
+    ("- every produce, acks awaited (`FaustProducer.send_all`)", "send_all", "processor/app.py"),
     (
         "faust: fetch loop, per-message dispatch (`_drain_messages`)",
         "_drain_messages",
@@ -1213,7 +1539,8 @@ def profile_worker(run: Run, results: Results, topic: str, expect: int) -> list[
     note("profiling the worker with pyinstrument (a separate pass) ...")
     try:
         topics = run.topic_set("profile", crossings=topic)
-        _, interval = measure_worker(run, topics, expect, "worker-profiled", session)
+        _, details = measure_worker(run, topics, expect, "worker-profiled", session)
+        interval = details.interval
         if not session.exists():
             raise BenchError(f"pyinstrument wrote no session to {session}")
         command = [sys.executable, "-m", "pyinstrument", "--load", str(session), "-r", "text"]
@@ -1229,6 +1556,22 @@ def profile_worker(run: Run, results: Results, topic: str, expect: int) -> list[
         f" `{summary_path.relative_to(REPO)}` (below)"
     )
     return summary
+
+
+def checkout_description() -> str:
+    """Which bordermon ran: the package's path and the checkout's commit (dirty or not)."""
+    import bordermon
+
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(REPO), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown commit"
+    return f"`{Path(bordermon.__file__).parent}` at {commit}"
 
 
 def package_versions() -> str:
@@ -1285,10 +1628,13 @@ def run_benchmark(args: argparse.Namespace, run: Run) -> list[str]:
         "",
         f"packages: {package_versions()}",
         "",
+        f"bordermon: {checkout_description()}",
+        "",
         f"events: {expect:,} lines of `bordermon simulate --events {events_target} --seed 1`"
-        f" (`{path.relative_to(REPO)}`, {size_mb:.0f} MB), published once to one topic"
+        f" (`{path.relative_to(REPO)}`, {size_mb:.0f} MB; the default mix of the simulator"
+        f" whose source hash is in the name), published once to one topic"
         f" ({partitions} partitions, keyed by consignment_id, compression {args.compression})"
-        f" that rows 1, 2, 3 and 7 read from the beginning; run `{run.id}`,"
+        f" that rows 1, 2, 3, 3b, 3c and 7 read from the beginning; run `{run.id}`,"
         f" {date.today().isoformat()}.",
     ]
     results = Results()
@@ -1296,16 +1642,43 @@ def run_benchmark(args: argparse.Namespace, run: Run) -> list[str]:
     measure(run, "1", "raw ceiling", results, lambda: measure_raw(run, topic, expect))
     measure(run, "2", "faust no-op", results, lambda: measure_noop(run, topic, expect))
 
-    def worker_row() -> Row:
-        row, _ = measure_worker(run, crossings, expect)
+    def worker_row(rules: str, phase: str, first: bool) -> Row:
+        # The same crossings topic each time; flags, dead letters and links topics of its own.
+        reuse = first and rules == ALL_RULES
+        topics = crossings if reuse else run.topic_set(phase, crossings=topic)
+        row, details = measure_worker(run, topics, expect, f"worker-{phase}", rules=rules)
+        if first:
+            results.workers[rules] = details
         return row
 
-    measure(run, "3", "bordermon worker", results, worker_row)
+    # Passes of the three rule sets in turn: a neighbour's load that comes and goes during
+    # one pass then weighs on every rule set alike, over the passes.
+    for number in range(1, args.worker_passes + 1):
+        for key, rules, phase in WORKER_CONFIGS:
+            label = "all rules" if rules == ALL_RULES else f"BORDERMON_RULES={rules}"
+            first = number == 1
+            measure(
+                run,
+                key if first else f"{key} pass {number}",
+                f"bordermon worker, {label}" + ("" if first else f" (pass {number})"),
+                results,
+                lambda rules=rules, phase=f"{phase}-p{number}", first=first: worker_row(
+                    rules, phase, first
+                ),
+            )
     profile: list[str] = []
     if args.profile_worker:
         profile = profile_worker(run, results, topic, expect)
     measure(run, "7", "peer (faust Tables)", results, lambda: measure_peer(run, topic, expect))
-    measure(run, "6", "bordermon replay", results, lambda: measure_replay(path))
+    for key, rules in REPLAY_CONFIGS:
+        label = "all rules" if rules == ALL_RULES else f"--rules {rules}"
+        measure(
+            run,
+            key,
+            f"bordermon replay, {label}",
+            results,
+            lambda rules=rules: measure_replay(path, rules, results),
+        )
     measure(
         run,
         "5",
@@ -1322,18 +1695,24 @@ def run_benchmark(args: argparse.Namespace, run: Run) -> list[str]:
             )
 
         measure(run, key, f"scan-to-flag latency at {rate:,.0f} events/s", results, latency)
+    results.notes += agreement(results)
     one, five, fifteen = os.getloadavg()
     results.notes.append(f"load average at the end: {one:.2f} {five:.2f} {fifteen:.2f}")
     results.notes.append(
-        "events/s of rows 1, 2, 3, 7: first to last batch with every event already in the topic"
-        " (start-up excluded). Rows 1, 2, 7 stamp time and CPU inside the consuming process;"
-        " row 3 (the real worker, unchanged) is read from outside: its `/metrics`"
-        " (`bordermon_batch_size_sum`, messages processed) and its /proc CPU time, sampled"
-        " together, from the first sample showing progress to the last taken while events were"
-        " still waiting; its committed offsets reaching the end of the topic are then checked."
-        " Row 6: wall time of the whole command. Row 4: the offered rate achieved; latency is"
-        " the flag's arrival at a `FlagSubscriber` minus the produce time of the later-produced"
-        " of its two scans. CPU s per M events: the process's own CPU (all its threads); the"
+        "events/s of rows 1, 2, 3, 3b, 3c, 7: first to last batch with every event already in the"
+        " topic (start-up excluded). Rows 1, 2, 7 stamp time and CPU inside the consuming"
+        " process; rows 3, 3b, 3c (the real worker, unchanged) are read from outside: its"
+        " `/metrics` (crossings processed = `bordermon_events_consumed_total` +"
+        " `bordermon_events_rejected_total`; both stages' messages ="
+        " `bordermon_batch_size_sum`) and its /proc CPU time, sampled together, from the first"
+        " sample showing progress to the last taken while work was still waiting in the"
+        " crossings topic or, with all rules, in the links topic (so row 3 includes the link"
+        " stage matching every sighting); its committed offsets reaching the end of the topics"
+        " are then checked. Rows 3, 3b, 3c: events/s and CPU per M are per *crossing*."
+        " Rows 6, 6b, 6c: wall time of the whole command. Row 4: the offered rate achieved;"
+        " latency is the flag's arrival at a `FlagSubscriber` minus the produce time of the"
+        " later-produced of the scans it reports (its exit alone for export-without-permit)."
+        " CPU s per M events: the process's own CPU (all its threads); the"
         " broker's and Redis's CPU is not in it."
     )
     return render(results, header) + (["", *profile] if profile else [])
@@ -1352,7 +1731,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--rates",
-        default="2000,500",
+        default="2000,1000,500",
         help="latency: offered events/s, one row each, comma-separated (default %(default)s)",
     )
     parser.add_argument("--latency-seconds", type=float, help="latency: seconds (default 30)")
@@ -1364,6 +1743,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         default="lz4",
         choices=("lz4", "none", "gzip", "snappy", "zstd"),
         help="producer compression of the events (default lz4, the scanner SDK's)",
+    )
+    parser.add_argument(
+        "--worker-passes",
+        type=int,
+        default=1,
+        help="measure the three worker rule sets this many times, in turn (default 1)",
     )
     parser.add_argument("--seed", type=int, default=1, help="seed of the extra simulated sets")
     parser.add_argument(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -90,6 +91,41 @@ class Dead(NamedTuple):
 TOPICS = StageTopics(source="crossings", flags="flags", dead_letter="dlq", forward="links")
 
 
+class RecordingRecorder:
+    """The metrics double: what the processor recorded, in order."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    def batch(self, stage: str, size: int, seconds: float) -> None:
+        self.calls.append(("batch", stage, size))
+
+    def rejects(self, reasons: Any, *, dead_lettered: bool) -> None:
+        self.calls.append(("rejects", tuple(reasons), dead_lettered))
+
+    def events(self, events: Any) -> None:
+        self.calls.append(("events", len(list(events))))
+
+    def duplicates(self, count: int) -> None:
+        self.calls.append(("duplicates", count))
+
+    def flag(self, flag: Any, scan_to_flag_s: float | None) -> None:
+        self.calls.append(("flag", flag.rule, flag.consignment_id, scan_to_flag_s is not None))
+
+    def store_unavailable(self) -> None:
+        self.calls.append(("store_unavailable",))
+
+    def save_refused(self, reason: str, count: int = 1) -> None:
+        self.calls.append(("save_refused", reason, count))
+
+    def round_trip(self, operation: str) -> Any:
+        self.calls.append(("round_trip", operation))
+        return contextlib.nullcontext()
+
+    def named(self, name: str) -> list[tuple[Any, ...]]:
+        return [call for call in self.calls if call[0] == name]
+
+
 def processor_for(
     store: MemoryStore, sinks: Sinks, config: DetectionConfig = CONFIG, **options: Any
 ) -> BatchProcessor[Any, Any]:
@@ -123,7 +159,8 @@ def scenario() -> list[Message]:
 def test_batch_dead_letters_flags_and_state() -> None:
     store = MemoryStore(3600)
     sinks = Sinks(store)
-    processor = processor_for(store, sinks, clock=lambda: 0)
+    recorder = RecordingRecorder()
+    processor = processor_for(store, sinks, clock=lambda: 0, recorder=recorder)
     report = asyncio.run(processor.process(scenario()))
     assert [(r.position, r.reason) for r in sinks.dead] == [
         (2, "invalid_json"),
@@ -137,6 +174,12 @@ def test_batch_dead_letters_flags_and_state() -> None:
     assert (tally.read, tally.accepted, tally.duplicates, tally.rejected_total) == (5, 2, 1, 2)
     assert tally.read == tally.accepted + tally.duplicates + tally.rejected_total
     assert report.rejected == 2
+    # What the metrics saw: once each, the flag with its scan-to-flag latency.
+    assert recorder.named("rejects") == [("rejects", ("invalid_json", "key_mismatch"), True)]
+    assert recorder.named("flag") == [("flag", "transit-to-ru", "A", True)]
+    assert recorder.named("events") == [("events", 3)]  # e1's duplicate included, as before
+    assert recorder.named("duplicates") == [("duplicates", 1)]
+    assert recorder.named("batch") == [("batch", "consignments", 5)]
 
 
 def test_reprocessing_the_same_batch_emits_no_new_flag() -> None:
@@ -314,8 +357,11 @@ def test_a_store_outage_retries_the_state_phase_only(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(asyncio, "sleep", _no_sleep)
     store = FlakyStore(outages=3)
     sinks = Sinks(store)
-    processor = processor_for(store, sinks, clock=lambda: 0)
+    recorder = RecordingRecorder()
+    processor = processor_for(store, sinks, clock=lambda: 0, recorder=recorder)
     asyncio.run(processor.process(scenario()))
+    assert len(recorder.named("store_unavailable")) == 3
+    assert len(recorder.named("rejects")) == 1 and len(recorder.named("flag")) == 1
     # Dead letters once, counts once, although the state phase ran four times.
     assert [r.position for r in sinks.dead] == [2, 3]
     assert [f["consignment_id"] for f in sinks.flags] == ["A"]
@@ -330,7 +376,8 @@ async def _no_sleep(seconds: float) -> None:
 def test_a_worker_that_lost_its_partition_writes_nothing_and_stops_processing_it() -> None:
     store = MemoryStore(3600)
     old, new = Sinks(store), Sinks(store)
-    stale = processor_for(store, old, clock=lambda: 0)
+    recorder = RecordingRecorder()
+    stale = processor_for(store, old, clock=lambda: 0, recorder=recorder)
     owner = processor_for(store, new, clock=lambda: 0)
     first, second = scenario()[:2]  # A's exit, then A's entry (partition 2)
     asyncio.run(stale.process([first]))
@@ -345,6 +392,7 @@ def test_a_worker_that_lost_its_partition_writes_nothing_and_stops_processing_it
     assert report.fenced == 1 and old.flags == [] and report.states_saved == 0
     assert asyncio.run(store.snapshot(["A"])) == before
     assert stale.fenced == {"crossings:2"}
+    assert recorder.named("save_refused") == [("save_refused", "fenced", 1)]
     # ... and it skips that partition until its next assignment.
     assert asyncio.run(stale.process([later])).fenced == 1
     stale.on_assignment_changed()
@@ -372,7 +420,8 @@ def test_two_workers_writing_one_consignment_lose_nothing() -> None:
     # the entry reaches one worker, the exit another, and their loads and saves interleave.
     store = Interleaved()
     sinks_a, sinks_b = Sinks(store), Sinks(store)
-    worker_a = processor_for(store, sinks_a, clock=lambda: 0)
+    recorder = RecordingRecorder()
+    worker_a = processor_for(store, sinks_a, clock=lambda: 0, recorder=recorder)
     worker_b = processor_for(store, sinks_b, clock=lambda: 0)
     exit_a, entry_a = scenario()[:2]
 
@@ -385,6 +434,7 @@ def test_two_workers_writing_one_consignment_lose_nothing() -> None:
     assert [f["consignment_id"] for f in sinks_a.flags + sinks_b.flags] == ["A"]
     stored = asyncio.run(store.load(["A"]))["A"]
     assert stored.accepted == 2 and "transit-to-ru" in stored.flagged
+    assert recorder.named("save_refused") == [("save_refused", "conflict", 1)]
 
 
 # --- the two stages of relabel-to-ru, through the processor ---------------------------------

@@ -437,6 +437,8 @@ def test_kafka_and_redis_have_healthchecks() -> None:
     redis_command = as_list(SERVICES["redis"]["command"])
     assert redis_command[0] == "redis-server"
     assert redis_command[redis_command.index("--appendonly") + 1] == "yes"
+    # Saved is durable before the offsets are committed (SPEC §6 across a Redis crash).
+    assert redis_command[redis_command.index("--appendfsync") + 1] == "always"
 
 
 def test_start_order_follows_health_and_completion() -> None:

@@ -73,18 +73,26 @@ class FakeProducer:
     ) -> None:
         self.lazy = lazy
         self.produced: list[tuple[str, bytes | None, bytes]] = []
+        self.headers: list[list[tuple[str, Any]] | None] = []  # per produced message
         self.queue: list[tuple[bytes | None, bytes, Callable[..., None]]] = []
         self.buffer_errors = buffer_errors
         self.fail = fail
         self.polls: list[float] = []
 
     def produce(
-        self, topic: str, *, value: bytes, key: bytes | None, on_delivery: Callable[..., None]
+        self,
+        topic: str,
+        *,
+        value: bytes,
+        key: bytes | None,
+        on_delivery: Callable[..., None],
+        headers: list[tuple[str, Any]] | None = None,
     ) -> None:
         if self.buffer_errors:
             self.buffer_errors -= 1
             raise BufferError("Local: Queue full")
         self.produced.append((topic, key, value))
+        self.headers.append(headers)
         self.queue.append((key, value, on_delivery))
 
     def poll(self, timeout: float) -> int:

@@ -85,6 +85,8 @@ class CrossingEvent(NamedTuple):
     permit_id: str | None = None
     # SPEC §4.2 link keys (`container:…`, `seal:…`, `batch:…`), de-duplicated, stable order.
     link_keys: tuple[str, ...] = ()
+    # Checked against the signing scanner where signed scans are required (core.signatures).
+    scanner_id: str | None = None
 
     @property
     def origin(self) -> str:
@@ -317,7 +319,7 @@ def validate_document(doc: object, monitored_country: str = "KZ") -> CrossingEve
         if container_id is not None or seal_id is not None or batch_ids
         else ()
     )
-    _optional_text(doc, "scanner_id", 64)
+    scanner_id = _optional_text(doc, "scanner_id", 64)
 
     entering = to_country == monitored_country
     leaving = from_country == monitored_country
@@ -341,6 +343,7 @@ def validate_document(doc: object, monitored_country: str = "KZ") -> CrossingEve
         declared_destination=declared_destination,
         permit_id=permit_id,
         link_keys=link_keys,
+        scanner_id=scanner_id,
     )
 
 

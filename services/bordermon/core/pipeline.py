@@ -27,13 +27,16 @@ from bordermon.core.crossing import CrossingEvent, InvalidCrossing, parse_crossi
 from bordermon.core.flag import Flag
 from bordermon.core.link import LinkState, apply_link
 from bordermon.core.sighting import LinkSighting
+from bordermon.core.signatures import ScannerRegistry, check_signature
 from bordermon.core.state import ConsignmentState, apply
 
 
 class Message(NamedTuple):
     """One input message. `key` is checked against the payload only when `check_key` is set
     (Kafka input); JSONL lines in replay have no key. `position` is where it came from (a
-    line number, or a Kafka offset in `partition`) for reject reports and dead letters."""
+    line number, or a Kafka offset in `partition`) for reject reports and dead letters.
+    `headers` are the Kafka headers (the scan's signature, `core.signatures`); replay's lines
+    have none."""
 
     value: bytes
     key: bytes | None = None
@@ -41,6 +44,7 @@ class Message(NamedTuple):
     position: int = 0
     partition: int = -1
     timestamp_ms: int | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 class Reject(NamedTuple):
@@ -80,7 +84,14 @@ class Tally:
 INTERNAL_ERROR = "internal_error"
 
 
-def validate(message: Message, config: DetectionConfig) -> Accepted | Reject:
+def validate(
+    message: Message, config: DetectionConfig, verifier: ScannerRegistry | None = None
+) -> Accepted | Reject:
+    """Accept a message, or reject it with the first fault found, in this order: the payload
+    (SPEC §3 fields), then `key_mismatch` (when `check_key`), then, when `verifier` is given
+    (`require_signatures`), the signature (`unsigned`, `bad_signature`,
+    `checkpoint_not_allowed`). Signatures come last because the checkpoint rule needs the
+    parsed event, and a broken payload is the scanner's bug whoever signed it."""
     try:
         event = parse_crossing(message.value, config.monitored_country)
     except InvalidCrossing as error:
@@ -95,6 +106,10 @@ def validate(message: Message, config: DetectionConfig) -> Accepted | Reject:
                 "key_mismatch",
                 f"Kafka key {key!r} is not the payload's consignment_id {event.consignment_id!r}",
             )
+    if verifier is not None:
+        fault = check_signature(message.value, message.headers, event, verifier)
+        if fault is not None:
+            return Reject(message, *fault)
     return Accepted(message, event)
 
 
@@ -108,13 +123,16 @@ def _decode_key(key: bytes | None) -> str | None:
 
 
 def validate_batch(
-    messages: Iterable[Message], config: DetectionConfig, tally: Tally
+    messages: Iterable[Message],
+    config: DetectionConfig,
+    tally: Tally,
+    verifier: ScannerRegistry | None = None,
 ) -> tuple[list[Accepted], list[Reject]]:
     accepted: list[Accepted] = []
     rejects: list[Reject] = []
     for message in messages:
         tally.read += 1
-        outcome = validate(message, config)
+        outcome = validate(message, config, verifier)
         if isinstance(outcome, Reject):
             tally.rejected[outcome.reason] += 1
             rejects.append(outcome)

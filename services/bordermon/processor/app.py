@@ -27,15 +27,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import faust
+from prometheus_client import Gauge
 
 from bordermon.core.config import DetectionConfig
 from bordermon.core.link import LinkState
 from bordermon.core.pipeline import Message
 from bordermon.core.rules import RULE_RELABEL
+from bordermon.core.signatures import ScannerRegistry
 from bordermon.core.state import ConsignmentState
 from bordermon.metrics import CONSIGNMENTS_IN_STATE, CONSUMER_LAG
 from bordermon.processor.batch import BatchProcessor, PoisonLimitExceeded, Record, StageTopics
@@ -131,10 +133,12 @@ def create_app(
     store: StateStore[ConsignmentState],
     link_store: StateStore[LinkState] | None = None,
     *,
+    registry: ScannerRegistry | None = None,
     retry_max_s: float = 5.0,
 ) -> faust.App:
     """A faust app with an agent per stage, configured from `settings`. The link stage runs
-    when `relabel-to-ru` is on (then `link_store` is required)."""
+    when `relabel-to-ru` is on (then `link_store` is required). With `registry` (the
+    `require_signatures` setting), crossings must be signed by a scanner it lists."""
     app = new_faust_app(
         settings.consumer_group,
         settings.kafka_bootstrap,
@@ -143,7 +147,7 @@ def create_app(
     producer = FaustProducer(app)
     relabel = RULE_RELABEL in config.rules
     consignments = BatchProcessor(
-        ConsignmentStage(config),
+        ConsignmentStage(config, registry),
         store,
         producer,
         StageTopics(
@@ -156,17 +160,9 @@ def create_app(
         retry_max_s=retry_max_s,
     )
     processors: list[BatchProcessor[Any, Any]] = [consignments]
-    # Next offset to process, per partition: lag is measured against what was *processed*,
-    # not merely fetched into faust's buffers.
-    next_offsets: dict[int, int] = {}
-    _add_agent(
-        app,
-        "crossings",
-        settings.crossings_topic,
-        processor=consignments,
-        settings=settings,
-        next_offsets=next_offsets,
-    )
+    lag = LagReport(settings.crossings_topic)
+    lags = [lag]
+    _add_agent(app, "crossings", settings.crossings_topic, consignments, settings, on_processed=lag)
     if relabel:
         if link_store is None:
             raise ValueError("relabel-to-ru is on: the link stage needs a link store")
@@ -183,14 +179,9 @@ def create_app(
             retry_max_s=retry_max_s,
         )
         processors.append(links)
-        _add_agent(
-            app,
-            "links",
-            settings.links_topic,
-            processor=links,
-            settings=settings,
-            next_offsets={},
-        )
+        link_lag = LagReport(settings.links_topic)
+        lags.append(link_lag)
+        _add_agent(app, "links", settings.links_topic, links, settings, on_processed=link_lag)
 
     @app.on_partitions_assigned.connect
     async def forget_owner_tokens(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
@@ -199,7 +190,8 @@ def create_app(
 
     @app.timer(interval=LAG_INTERVAL_S)  # type: ignore[untyped-decorator]
     async def report_lag() -> None:
-        await _report_lag(app, settings.crossings_topic, next_offsets)
+        for report in lags:
+            await report.update(app.consumer)
 
     @app.timer(interval=STATE_COUNT_INTERVAL_S)  # type: ignore[untyped-decorator]
     async def report_state_size() -> None:
@@ -215,10 +207,10 @@ def _add_agent(
     app: faust.App,
     name: str,
     topic_name: str,
-    *,
     processor: BatchProcessor[Any, Any],
     settings: Settings,
-    next_offsets: dict[int, int],
+    *,
+    on_processed: LagReport | None = None,
 ) -> None:
     topic = app.topic(topic_name, key_type=bytes, value_type=bytes, value_serializer="raw")
     max_events = settings.batch_max_events
@@ -231,32 +223,45 @@ def _add_agent(
         async for events in batches:
             messages = [_to_message(event) for event in events]
             await _process_or_stop(processor, messages)
-            for message in messages:
-                if message.position >= next_offsets.get(message.partition, 0):
-                    next_offsets[message.partition] = message.position + 1
+            if on_processed is not None:
+                on_processed.processed(messages)
 
 
-async def _report_lag(app: faust.App, topic: str, next_offsets: dict[int, int]) -> None:
-    """Lag per assigned crossings partition: high watermark minus the next offset to process."""
-    consumer = app.consumer
-    assigned = {tp.partition: tp for tp in consumer.assignment() if tp.topic == topic}
-    for partition, tp in assigned.items():
-        try:
-            highwater = consumer.highwater(tp)
-        except Exception:  # not fetched yet: no watermark known
-            continue
-        if highwater is None:
-            continue
-        position = next_offsets.get(partition)
-        if position is None:
-            position = await consumer.position(tp)
-        if position is not None:
-            CONSUMER_LAG.labels(topic, str(partition)).set(max(highwater - position, 0))
-    # Partitions that moved to another worker are that worker's to report.
-    # prometheus_client has no public way to list a metric's label sets.
-    for labels in list(CONSUMER_LAG._metrics):
-        if labels[0] == topic and int(labels[1]) not in assigned:
-            CONSUMER_LAG.remove(*labels)
+class LagReport:
+    """Consumer lag of one topic, per partition this worker is assigned: the high watermark
+    minus the next offset to *process* (not merely fetched into faust's buffers). It remembers
+    the partitions it reported, so that a partition that moved to another worker stops being
+    reported here (it is that worker's to report)."""
+
+    def __init__(self, topic: str, gauge: Gauge = CONSUMER_LAG) -> None:
+        self.topic = topic
+        self.gauge = gauge
+        self.next_offsets: dict[int, int] = {}
+        self._reported: set[int] = set()
+
+    def processed(self, messages: Sequence[Message]) -> None:
+        for message in messages:
+            if message.position >= self.next_offsets.get(message.partition, 0):
+                self.next_offsets[message.partition] = message.position + 1
+
+    async def update(self, consumer: Any) -> None:
+        assigned = {tp.partition: tp for tp in consumer.assignment() if tp.topic == self.topic}
+        for partition, tp in assigned.items():
+            try:
+                highwater = consumer.highwater(tp)
+            except Exception:  # not fetched yet: no watermark known
+                continue
+            if highwater is None:
+                continue
+            position = self.next_offsets.get(partition)
+            if position is None:
+                position = await consumer.position(tp)
+            if position is not None:
+                self.gauge.labels(self.topic, str(partition)).set(max(highwater - position, 0))
+                self._reported.add(partition)
+        for partition in sorted(self._reported - assigned.keys()):
+            self.gauge.remove(self.topic, str(partition))
+            self._reported.discard(partition)
 
 
 async def store_size(store: StateStore) -> int | None:
@@ -272,6 +277,11 @@ async def store_size(store: StateStore) -> int | None:
 
 def _to_message(event: Any) -> Message:
     kafka_message = event.message
+    # aiokafka gives headers as (str, bytes) pairs (faust's type also allows a mapping); a
+    # header without a value has None.
+    headers = kafka_message.headers or ()
+    if isinstance(headers, Mapping):
+        headers = headers.items()
     return Message(
         value=kafka_message.value if kafka_message.value is not None else b"",
         key=kafka_message.key,
@@ -279,6 +289,7 @@ def _to_message(event: Any) -> Message:
         position=kafka_message.offset,
         partition=kafka_message.partition,
         timestamp_ms=int(kafka_message.timestamp * 1000) if kafka_message.timestamp else None,
+        headers=tuple((name, value or b"") for name, value in headers),
     )
 
 
@@ -306,9 +317,17 @@ def _stop_now() -> None:
 
 
 def is_transient_kafka_error(error: BaseException) -> bool:
-    """Kafka being unreachable (retry), as opposed to Kafka refusing this data (don't)."""
-    from aiokafka.errors import KafkaError
+    """Kafka or the network failing (hold the partition and retry), as opposed to Kafka refusing
+    *this record* (then the message that produced it is poison).
 
-    if isinstance(error, KafkaError):
-        return bool(getattr(error, "retriable", True))
-    return isinstance(error, ConnectionError | TimeoutError)
+    Only the record-level refusals count as the data's fault. Everything else from Kafka is
+    infrastructure, whatever aiokafka's `retriable` flag says: a producer timeout
+    (`KafkaTimeoutError`, "not retriable" in aiokafka, is what a broker outage looks like), a
+    missing ACL or topic. Treating those as poison would dead-letter good messages during an
+    outage; holding the partition is what SPEC §6 asks for infrastructure faults.
+    """
+    from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLargeError
+
+    if isinstance(error, MessageSizeTooLargeError | RecordTooLargeError):
+        return False
+    return isinstance(error, KafkaError | ConnectionError | TimeoutError)

@@ -46,11 +46,12 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, NamedTuple, Protocol, TypeVar
 
-from bordermon import metrics
 from bordermon.core.flag import Flag
 from bordermon.core.pipeline import INTERNAL_ERROR, Message, Reject, Tally
 from bordermon.core.timestamps import NANOS_PER_SECOND
+from bordermon.metrics import PROMETHEUS
 from bordermon.processor.dead_letter import dead_letter_headers
+from bordermon.processor.recorder import Recorder
 from bordermon.processor.stages import Forward, I, S, Stage
 from bordermon.stores.base import Fenced, SaveConflict, StateStore, StoreUnavailable
 
@@ -162,7 +163,9 @@ class BatchProcessor(Generic[I, S]):
         poison_limit: PoisonLimit | None = None,
         retry_max_s: float = 5.0,
         clock: Callable[[], int] = time.time_ns,
+        recorder: Recorder = PROMETHEUS,
     ) -> None:
+        self.recorder = recorder
         self.stage = stage
         self.store = store
         self.producer = producer
@@ -191,8 +194,7 @@ class BatchProcessor(Generic[I, S]):
             await self._retrying("dead-letter", lambda: self._dead_letter(rejects))
             report.rejected = len(rejects)
         await self._apply_isolating(accepted, report)
-        metrics.BATCH_SIZE.observe(len(messages))
-        metrics.BATCH_DURATION.observe(time.perf_counter() - started)
+        self.recorder.batch(self.stage.name, len(messages), time.perf_counter() - started)
         return report
 
     async def _dead_letter(self, rejects: Sequence[Reject]) -> None:
@@ -207,7 +209,7 @@ class BatchProcessor(Generic[I, S]):
                 for reject in rejects
             ]
         )
-        metrics.record_rejects((r.reason for r in rejects), dead_lettered=True)
+        self.recorder.rejects((r.reason for r in rejects), dead_lettered=True)
 
     async def _retrying(self, what: str, step: Callable[[], Awaitable[T]]) -> T:
         """Run `step` until it succeeds, backing off while Redis or Kafka is unreachable.
@@ -217,7 +219,7 @@ class BatchProcessor(Generic[I, S]):
             try:
                 return await step()
             except StoreUnavailable as error:
-                metrics.STORE_ERRORS.labels("unavailable").inc()
+                self.recorder.store_unavailable()
                 log.warning(
                     "%s: state store unavailable, retrying in %.1fs: %s", what, delay, error
                 )
@@ -235,14 +237,18 @@ class BatchProcessor(Generic[I, S]):
         try:
             await self._retrying("state phase", lambda: self._apply_owned(items, report))
         except Exception as error:  # not an outage (retried inside): this batch cannot be applied
-            if len(items) > 1:
-                middle = len(items) // 2
-                await self._apply_isolating(items[:middle], report)
-                await self._apply_isolating(items[middle:], report)
-                return
-            await self._dead_letter_poison(items[0], error, report)
+            failure = error
+        else:
+            self.poison_limit.record_ok(len(items))
             return
-        self.poison_limit.record_ok(len(items))
+        # Outside the `except`: bisecting inside it would chain every level's traceback into
+        # the one that is finally logged.
+        if len(items) == 1:
+            await self._dead_letter_poison(items[0], failure, report)
+            return
+        middle = len(items) // 2
+        await self._apply_isolating(items[:middle], report)
+        await self._apply_isolating(items[middle:], report)
 
     async def _dead_letter_poison(self, item: I, error: Exception, report: BatchReport) -> None:
         self.poison_limit.record_failure()
@@ -268,10 +274,10 @@ class BatchProcessor(Generic[I, S]):
                 await self._apply_once(items, report)
                 return
             except SaveConflict as conflict:
-                metrics.STORE_ERRORS.labels("conflict").inc()
+                self.recorder.save_refused("conflict")
                 log.info("another writer changed %s; reloading and re-applying", conflict)
             except Fenced as fenced:
-                metrics.STORE_ERRORS.labels("fenced").inc(len(fenced.owners))
+                self.recorder.save_refused("fenced", len(fenced.owners))
                 self.fenced |= fenced.owners
                 kept = [i for i in items if owner_of(i.message, self.topic) not in self.fenced]
                 report.fenced += len(items) - len(kept)
@@ -294,7 +300,7 @@ class BatchProcessor(Generic[I, S]):
 
     async def _apply_once(self, items: Sequence[I], report: BatchReport) -> None:
         fence = await self._fence(items)
-        with metrics.REDIS_ROUND_TRIP.labels("load").time():
+        with self.recorder.round_trip("load"):
             snapshot = await self.store.snapshot({self.stage.key_of(item) for item in items})
         states = snapshot.states
         attempt = Tally()  # counted only if the attempt succeeds, so retries never double-count
@@ -322,12 +328,12 @@ class BatchProcessor(Generic[I, S]):
             report.flags.extend(flags)
             triggers = {flag.flag_id: message for flag, message in outcome.flags}
             for flag in flags:
-                metrics.record_flag(
+                self.recorder.flag(
                     flag, _scan_to_flag_s(triggers.get(flag.flag_id), acknowledged_ns)
                 )
         _add_tally(self.tally, attempt)
-        metrics.EVENTS_DUPLICATE.inc(attempt.duplicates)
-        self.stage.record(items)
+        self.recorder.duplicates(attempt.duplicates)
+        self.stage.record(items, self.recorder)
 
     async def _forward(self, forwards: Sequence[Forward]) -> None:
         topic = self.topics.forward
@@ -347,7 +353,7 @@ class BatchProcessor(Generic[I, S]):
         batch = list(states)
         if not batch:
             return expected
-        with metrics.REDIS_ROUND_TRIP.labels("save").time():
+        with self.recorder.round_trip("save"):
             saved = await self.store.save(batch, expected=expected, fence=fence)
         report.states_saved += len(saved)
         return {**expected, **saved}

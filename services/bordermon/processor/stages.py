@@ -21,7 +21,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, NamedTuple, Protocol, TypeVar
 
-from bordermon import metrics
 from bordermon.core.config import DetectionConfig
 from bordermon.core.flag import Flag
 from bordermon.core.link import LinkState
@@ -37,7 +36,9 @@ from bordermon.core.pipeline import (
 )
 from bordermon.core.sighting import InvalidLinkSighting, LinkSighting, decode_link_sighting
 from bordermon.core.sighting import encode_link_sighting as encode_sighting
+from bordermon.core.signatures import ScannerRegistry
 from bordermon.core.state import ConsignmentState
+from bordermon.processor.recorder import Recorder
 
 
 class Forward(NamedTuple):
@@ -87,20 +88,23 @@ class Stage(Protocol[I, S]):
         self, items: Sequence[I], states: dict[str, S], tally: Tally, clock: Callable[[], int]
     ) -> StageOutcome[S]: ...
 
-    def record(self, items: Sequence[I]) -> None:
+    def record(self, items: Sequence[I], recorder: Recorder) -> None:
         """Metrics of a batch that was applied (called once, after the final save)."""
 
 
 class ConsignmentStage:
     name = "consignments"
 
-    def __init__(self, config: DetectionConfig) -> None:
+    def __init__(self, config: DetectionConfig, registry: ScannerRegistry | None = None) -> None:
+        """`registry`: the scanner registry when `require_signatures` is on (signed scans
+        only), else None."""
         self.config = config
+        self.registry = registry
 
     def validate(
         self, messages: Sequence[Message], tally: Tally
     ) -> tuple[list[Accepted], list[Reject]]:
-        return validate_batch(messages, self.config, tally)
+        return validate_batch(messages, self.config, tally, self.registry)
 
     def key_of(self, item: Accepted) -> str:
         return item.event.consignment_id
@@ -131,8 +135,8 @@ class ConsignmentStage:
             ],
         )
 
-    def record(self, items: Sequence[Accepted]) -> None:
-        metrics.record_events(item.event for item in items)
+    def record(self, items: Sequence[Accepted], recorder: Recorder) -> None:
+        recorder.events(item.event for item in items)
 
 
 class LinkItem(NamedTuple):
@@ -191,5 +195,5 @@ class LinkStage:
             flags=[(flag, message_of[id(sighting)]) for flag, sighting in outcome.flags],
         )
 
-    def record(self, items: Sequence[LinkItem]) -> None:
-        return None
+    def record(self, items: Sequence[LinkItem], recorder: Recorder) -> None:
+        return None  # link sightings are not crossings: counted by the consignment stage

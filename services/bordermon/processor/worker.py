@@ -41,6 +41,8 @@ WORKER_SETTINGS = (
     "state_ttl",
     "link_state_ttl",
     "metrics_port",
+    "require_signatures",
+    "scanner_registry",
     *KAFKA_SECURITY_SETTINGS,
     "redis_password_file",
 )
@@ -128,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
 
     settings = load_settings(args)
     config = settings.detection_config()
+    registry = settings.load_scanner_registry()
     preflight(settings)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -145,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
         prefix=LINK_PREFIX,
         codec=LINKS,
     )
-    app = create_app(settings, config, store, link_store)
+    app = create_app(settings, config, store, link_store, registry=registry)
     if settings.metrics_port:
         serve_metrics(settings.metrics_port, log)
     CONFIG_INFO.info(
@@ -159,6 +162,10 @@ def run(args: argparse.Namespace) -> int:
         }
     )
     log.info("starting worker: %s", settings)
+    if registry is not None:
+        log.info(
+            "signed scans required: %d scanner(s) in %s", len(registry), settings.scanner_registry
+        )
     worker = faust.Worker(app, loglevel=args.log_level.upper(), quiet=True)
     worker.execute_from_commandline()
     return 0

@@ -18,6 +18,16 @@ The same module is the scanner SDK: `ScannerPublisher` is what an integrator emb
         report = publisher.flush(30)
     if not report.ok:
         ...  # report.failed, report.errors: keep the events and retry later
+
+Signed scans: given a scanner id and its Ed25519 key (`bordermon scanner-key new` makes one),
+the publisher signs the exact bytes of each event it sends and adds the headers
+`bordermon-scanner-id` and `bordermon-signature` (see `bordermon.core.signatures`):
+
+    from bordermon.scanner.keys import read_private_key
+
+    key = read_private_key("/etc/bordermon/scanner.key")
+    with ScannerPublisher("kafka-1:9092", scanner_id="nur-zholy-1", signing_key=key) as p:
+        ...
 """
 
 from __future__ import annotations
@@ -58,6 +68,7 @@ from bordermon.progress import Progress
 if TYPE_CHECKING:
     # confluent-kafka takes ~0.1 s to import: only `run` and the SDK objects load it.
     from confluent_kafka import KafkaError, Message
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 __all__ = [
     "DEFAULT_PRODUCER_CONFIG",
@@ -155,6 +166,7 @@ class _Producer(Protocol):
         value: bytes,
         key: bytes | None,
         on_delivery: Callable[[KafkaError | None, Message], None],
+        headers: list[tuple[str, str | bytes | None]] | None = None,
     ) -> None: ...
 
     def poll(self, timeout: float) -> int: ...
@@ -189,6 +201,9 @@ class ScannerPublisher:
     The producer is idempotent with `acks=all`, so retries never duplicate an event; `config`
     overrides or adds librdkafka settings (e.g. `{"message.timeout.ms": 600000}` for a scanner
     on a flaky link, or SASL settings). Not thread-safe: use one publisher per thread.
+
+    With `scanner_id` and `signing_key` (an Ed25519 private key), every message, raw ones
+    included, is signed over its exact value bytes and carries the two signature headers.
     """
 
     def __init__(
@@ -200,8 +215,19 @@ class ScannerPublisher:
         config: Mapping[str, str | int | float | bool] | None = None,
         on_delivery: Callable[[Delivery], None] | None = None,
         producer: _Producer | None = None,
+        scanner_id: str | None = None,
+        signing_key: Ed25519PrivateKey | None = None,
     ) -> None:
-        """`producer` replaces the confluent-kafka Producer (in tests; `config` is unused)."""
+        """`producer` replaces the confluent-kafka Producer (in tests; `config` is unused).
+        `scanner_id` and `signing_key` go together: both to sign, neither not to."""
+        if (scanner_id is None) != (signing_key is None):
+            raise ValueError("scanner_id and signing_key go together: give both to sign")
+        if scanner_id is not None:
+            from bordermon.core.signatures import check_scanner_id
+
+            check_scanner_id(scanner_id)
+        self.scanner_id = scanner_id
+        self._signing_key = signing_key
         self.bootstrap = bootstrap
         self.topic = topic
         self.monitored_country = monitored_country
@@ -258,10 +284,19 @@ class ScannerPublisher:
         from confluent_kafka import KafkaException
 
         self._raise_if_fatal()
+        headers: list[tuple[str, str | bytes | None]] | None = None
+        if self._signing_key is not None and self.scanner_id is not None:
+            from bordermon.core.signatures import sign_headers
+
+            headers = [*sign_headers(value, self.scanner_id, self._signing_key)]
         while True:
             try:
                 self._producer.produce(
-                    self.topic, value=value, key=key, on_delivery=self._delivered
+                    self.topic,
+                    value=value,
+                    key=key,
+                    on_delivery=self._delivered,
+                    headers=headers,
                 )
                 break
             except BufferError:
@@ -479,6 +514,11 @@ listed on stderr as `line N: reason: detail` and not sent; valid lines are sent 
 --raw skips the check and sends every non-blank line untouched (keyed by its consignment_id
 when one can be read), to try the worker on bad input. A summary follows on stderr.
 
+With --scanner-key FILE and --scanner-id ID (or BORDERMON_SCANNER_KEY_FILE and
+BORDERMON_SCANNER_ID), every message sent, --raw ones included, is signed over its exact
+bytes with the scanner's Ed25519 key (`bordermon scanner-key new` makes one) and carries the
+headers bordermon-scanner-id and bordermon-signature, for workers that require signed scans.
+
 exit status: 0 when every event read was valid and acknowledged by Kafka, 1 when some were
 invalid or not acknowledged, 2 when nothing could be sent (usage, no broker, no topic),
 130 after Ctrl-C.
@@ -531,6 +571,20 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="show the Kafka client's log on stderr"
     )
+    parser.add_argument(
+        "--scanner-key",
+        dest="setting_scanner_key_file",
+        metavar="FILE",
+        help="sign every message with this scanner's Ed25519 private key (PEM or base64 of the"
+        " raw 32 bytes); needs --scanner-id; env BORDERMON_SCANNER_KEY_FILE",
+    )
+    parser.add_argument(
+        "--scanner-id",
+        dest="setting_scanner_id",
+        metavar="ID",
+        help="the scanner id of --scanner-key, as in the scanner registry;"
+        " env BORDERMON_SCANNER_ID",
+    )
     add_settings_options(parser, "kafka_bootstrap", "crossings_topic", *KAFKA_SECURITY_SETTINGS)
 
 
@@ -539,6 +593,7 @@ def run(args: argparse.Namespace) -> int:
     from bordermon.cli import CommandError, load_settings, open_input
 
     settings = load_settings(args)
+    signing = settings.load_scanner_key()
     source = open_input(args.file)
     stderr = sys.stderr
     configure_client_logging(args.verbose)
@@ -547,6 +602,8 @@ def run(args: argparse.Namespace) -> int:
         settings.crossings_topic,
         monitored_country=settings.monitored_country,
         config={**settings.kafka_client_config(), "message.timeout.ms": int(args.timeout * 1000)},
+        scanner_id=None if signing is None else signing[0],
+        signing_key=None if signing is None else signing[1],
     )
     try:
         publisher.check_connection()

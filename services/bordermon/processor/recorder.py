@@ -1,0 +1,37 @@
+"""What the worker's batch step records, as an interface: the processor is handed a recorder
+(`bordermon.metrics.PrometheusRecorder` in the worker, a double in tests) instead of reaching
+for the metric globals, so what it records is tested like everything else it does."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
+from typing import Protocol
+
+from bordermon.core.crossing import CrossingEvent
+from bordermon.core.flag import Flag
+
+
+class Recorder(Protocol):
+    def batch(self, stage: str, size: int, seconds: float) -> None:
+        """One batch of `size` messages went through `stage` in `seconds`."""
+
+    def rejects(self, reasons: Iterable[str], *, dead_lettered: bool) -> None:
+        """Messages refused, one reason each (dead-lettered by the worker, not by replay)."""
+
+    def events(self, events: Iterable[CrossingEvent]) -> None:
+        """Valid crossings applied."""
+
+    def duplicates(self, count: int) -> None: ...
+
+    def flag(self, flag: Flag, scan_to_flag_s: float | None) -> None:
+        """A flag acknowledged by the flags topic, and how long after its scan."""
+
+    def store_unavailable(self) -> None:
+        """The state store could not be reached; the batch is retried."""
+
+    def save_refused(self, reason: str, count: int = 1) -> None:
+        """A save refused by the single-writer checks: `fenced` or `conflict`."""
+
+    def round_trip(self, operation: str) -> AbstractContextManager[object]:
+        """Times one store round trip (`load`, `save`)."""

@@ -395,6 +395,27 @@ def _kafka_libs(ctx: Context) -> Path:
     return ctx.kafka_libs or ctx.run_dir / "kafka-libs"
 
 
+def cached_kafka_jars(repo: Path | None = None) -> Path | None:
+    """Jars Maven already resolved for this checkout's pom, for a private run folder to reuse:
+    $BORDERMON_STACK_KAFKA_LIBS, else <repo>/run/kafka-libs, else the run/kafka-libs of the main
+    checkout when this one is a git worktree. None when none matches the pom."""
+    repo = repo or find_repo()
+    if repo is None:
+        return None
+    digest = hashlib.sha256((repo / "deploy" / "local" / "pom.xml").read_bytes()).hexdigest()
+    places = [os.environ.get(KAFKA_LIBS_ENV, "").strip(), str(repo / "run" / "kafka-libs")]
+    git = repo / ".git"
+    if git.is_file():  # a worktree: "gitdir: <main>/.git/worktrees/<name>"
+        with contextlib.suppress(OSError, IndexError):
+            gitdir = Path(git.read_text().split(":", 1)[1].strip())
+            places.append(str(gitdir.parents[2] / "run" / "kafka-libs"))
+    for place in filter(None, places):
+        with contextlib.suppress(OSError):
+            if (Path(place) / ".resolved-from").read_text().strip() == digest:
+                return Path(place)
+    return None
+
+
 def resolve_kafka_jars(ctx: Context) -> Path:
     """Copy the broker's jars into <run>/kafka-libs with Maven, unless the pom did not change."""
     pom = ctx.deploy_file("pom.xml")

@@ -2,8 +2,9 @@
 
 The module starts its own `bordermon stack up --secure` (Kafka and Redis only) in a private run
 folder on free ports, with the stack.py machinery, applies topics/topics.toml and
-topics/acls.toml as admin, and stops it at the end. The broker's jars come from
-$BORDERMON_STACK_KAFKA_LIBS, else the plaintext stack's run/kafka-libs, else Maven. Under
+topics/acls.toml as admin, and stops it at the end. The broker's jars are those already
+resolved (`stack.cached_kafka_jars`: $BORDERMON_STACK_KAFKA_LIBS, run/kafka-libs of this
+checkout or of the main checkout of this worktree), else Maven's. Under
 CI=true a secure stack that cannot be started FAILS these tests (never skips them).
 """
 
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import redis
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -87,17 +89,6 @@ def _environ(values: dict[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def _kafka_libs() -> str | None:
-    given = os.environ.get(stack.KAFKA_LIBS_ENV, "").strip()
-    if given:
-        return given
-    with contextlib.suppress(stack.StackError):
-        plain = stack.run_dir_path() / "kafka-libs"
-        if any(plain.glob("kafka_2.13-*.jar")):
-            return str(plain)
-    return None
-
-
 @pytest.fixture(scope="module")
 def secure() -> Iterator[SecureStack]:
     run_dir = Path(tempfile.mkdtemp(prefix="bordermon-secure-"))
@@ -107,9 +98,9 @@ def secure() -> Iterator[SecureStack]:
         "BORDERMON_STACK_KAFKA_CONTROLLER_PORT": str(free_port()),
         "BORDERMON_STACK_REDIS_PORT": str(redis_port),
     }
-    libs = _kafka_libs()
-    if libs:
-        env[stack.KAFKA_LIBS_ENV] = libs
+    libs = stack.cached_kafka_jars()
+    if libs is not None:
+        env[stack.KAFKA_LIBS_ENV] = str(libs)
     output = io.StringIO()
     try:
         with _environ(env):
@@ -466,3 +457,73 @@ def test_refusals_are_one_line_that_says_what_to_check(
     line = capsys.readouterr().err.strip()
     assert "refused the login" in line and "kafka_password_file" in line, line
     assert "\n" not in line and "not-the-password" not in line
+
+
+def test_both_layers_together_acls_admit_the_scanner_signatures_pin_its_checkpoint(
+    secure: SecureStack, tmp_path: Path
+) -> None:
+    """On the secure stack, with require_signatures on: a pair signed by registered scanners
+    is flagged; an unsigned exit and one signed by a genuine scanner for a checkpoint it may
+    not report (what Kafka ACLs cannot tell apart) are dead-lettered with their reasons."""
+    from test_signed_scans import ENTRY_CHECKPOINT, EXIT_CHECKPOINT, entry, exit_, make_key
+
+    from bordermon.scanner.keys import read_private_key
+
+    tag = uuid.uuid4().hex[:8]
+    good, unsigned, misattributed = f"S-{tag}-GOOD", f"S-{tag}-UNSIGNED", f"S-{tag}-MISATTR"
+    entry_file, entry_line = make_key(tmp_path, f"in-{tag}", ENTRY_CHECKPOINT)
+    exit_file, exit_line = make_key(tmp_path, f"out-{tag}", EXIT_CHECKPOINT)
+    registry = tmp_path / "registry.csv"
+    registry.write_text(f"{entry_line}\n{exit_line}\n")
+    scanner = secure_stack.kafka_client_config(secure.run_dir, "scanner") | QUIET
+    crossings = TOPICS["crossings"]
+
+    def publisher(key_file: Path | None, scanner_id: str | None) -> ScannerPublisher:
+        key = None if key_file is None else read_private_key(key_file)
+        return ScannerPublisher(
+            secure.bootstrap, crossings, config=scanner, scanner_id=scanner_id, signing_key=key
+        )
+
+    with publisher(entry_file, f"in-{tag}") as signed_entries:
+        for consignment in (good, unsigned, misattributed):
+            signed_entries.publish(entry(consignment))
+        signed_entries.publish(exit_(misattributed))  # the entry scanner, at the exit
+        assert signed_entries.flush(30).ok
+    with publisher(exit_file, f"out-{tag}") as signed_exits:
+        signed_exits.publish(exit_(good))
+        assert signed_exits.flush(30).ok
+    with publisher(None, None) as unsigned_exits:
+        unsigned_exits.publish(exit_(unsigned))
+        assert unsigned_exits.flush(30).ok
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BORDERMON_")}
+    env |= {
+        "BORDERMON_CONFIG": str(secure.config_file("worker")),
+        "BORDERMON_METRICS_PORT": "0",
+        "BORDERMON_REQUIRE_SIGNATURES": "true",
+        "BORDERMON_SCANNER_REGISTRY": str(registry),
+    }
+    ours = {good, unsigned, misattributed}
+    flags: dict[str, str] = {}
+    dead: dict[str, str] = {}
+    admin = secure.kafka("admin")
+    with running_worker(env, tmp_path / "worker.log"):
+        reader = Consumer({**admin, "group.id": f"admin-{tag}", "auto.offset.reset": "earliest"})
+        reader.subscribe([TOPICS["flags"], TOPICS["dead_letter"]])
+        deadline = time.monotonic() + 60
+        try:
+            while (len(flags) < 1 or len(dead) < 2) and time.monotonic() < deadline:
+                message = reader.poll(0.5)
+                if message is None or message.error() is not None:
+                    continue
+                if message.topic() == TOPICS["flags"]:
+                    flag = orjson.loads(message.value())
+                    if flag["consignment_id"] in ours:
+                        flags[flag["consignment_id"]] = flag["rule"]
+                elif (message.key() or b"").decode() in ours:
+                    headers = dict(message.headers() or [])
+                    dead[message.key().decode()] = headers["error"].decode()
+        finally:
+            reader.close()
+    assert flags == {good: "transit-to-ru"}
+    assert dead == {unsigned: "unsigned", misattributed: "checkpoint_not_allowed"}

@@ -8,7 +8,9 @@
 # It installs what is missing (a .venv with bordermon; Kafka jars through Maven; redis-server
 # and prometheus through apt) and starts the local stack unless BORDERMON_KAFKA_BOOTSTRAP and
 # BORDERMON_REDIS_URL point at services already running. Under CI=true a service that cannot
-# be reached fails the run instead of skipping tests.
+# be reached fails the run instead of skipping tests. tests/integration/test_security.py starts
+# its own secure stack (`bordermon stack up --secure`: TLS, SCRAM, ACLs) in a private run folder
+# on free ports, reusing the plaintext stack's Kafka jars, and stops it at the end.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
 cd "$repo_root"

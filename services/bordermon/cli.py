@@ -36,13 +36,17 @@ class CommandError(Exception):
         self.exit_code = exit_code
 
 
-def add_settings_options(parser: argparse.ArgumentParser, *names: str) -> None:
-    """Command-line overrides of settings; each also reads BORDERMON_<NAME> and the config file."""
-    parser.add_argument(
-        "--config",
-        metavar="FILE",
-        help="TOML config file with settings (default: $BORDERMON_CONFIG)",
-    )
+def add_settings_options(
+    parser: argparse.ArgumentParser, *names: str, with_config: bool = True
+) -> None:
+    """Command-line overrides of settings; each also reads BORDERMON_<NAME> and the config file.
+    `with_config=False` when the command already has its own --config option."""
+    if with_config:
+        parser.add_argument(
+            "--config",
+            metavar="FILE",
+            help="TOML config file with settings (default: $BORDERMON_CONFIG)",
+        )
     helps = {
         "kafka_bootstrap": ("HOST:PORT", "Kafka bootstrap servers (default localhost:9092)"),
         "redis_url": ("URL", "Redis URL (default redis://localhost:6379/0)"),
@@ -72,6 +76,15 @@ def add_settings_options(parser: argparse.ArgumentParser, *names: str) -> None:
         ),
         "scanner_registry": ("FILE", "scanner registry: scanner ids, public keys, checkpoints"),
         "metrics_port": ("PORT", "port of /metrics (0 disables; default 9108)"),
+        "kafka_security_protocol": (
+            "PROTOCOL",
+            "Kafka security: PLAINTEXT (default), SASL_SSL, SSL or SASL_PLAINTEXT",
+        ),
+        "kafka_sasl_mechanism": ("MECHANISM", "SASL mechanism (default SCRAM-SHA-512)"),
+        "kafka_username": ("USER", "Kafka SASL user"),
+        "kafka_password_file": ("FILE", "file holding the Kafka SASL password (mode 0600)"),
+        "kafka_ca_file": ("PEM", "CA certificate(s) that signed the Kafka brokers' certificates"),
+        "redis_password_file": ("FILE", "file holding the Redis password (wins over the URL's)"),
     }
     for name in names:
         metavar, text = helps[name]
@@ -81,6 +94,16 @@ def add_settings_options(parser: argparse.ArgumentParser, *names: str) -> None:
             metavar=metavar,
             help=f"{text}; env BORDERMON_{name.upper()}",
         )
+
+
+KAFKA_SECURITY_SETTINGS = (
+    "kafka_security_protocol",
+    "kafka_sasl_mechanism",
+    "kafka_username",
+    "kafka_password_file",
+    "kafka_ca_file",
+)
+"""The options every Kafka client command offers (with kafka_bootstrap)."""
 
 
 def load_settings(args: argparse.Namespace) -> Settings:
@@ -292,6 +315,7 @@ _MODULE_COMMANDS: dict[str, tuple[str, str]] = {
         "make a scanner's signing key (signed scans) and print its registry line",
     ),
     "topics": ("bordermon.topics", "create or check the Kafka topics declared under topics/"),
+    "users": ("bordermon.users", "add a Kafka SCRAM user or rotate its password (as admin)"),
     "stack": ("bordermon.stack", "run the local Kafka, Redis and Prometheus (no Docker needed)"),
 }
 

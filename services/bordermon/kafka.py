@@ -45,6 +45,10 @@ class TopicNotFound(KafkaUnavailable):
     """The cluster answers but the topic does not exist (topics are created on purpose)."""
 
 
+class NotAuthorized(KafkaUnavailable):
+    """The cluster refused this client: its login failed, or no ACL lets it use the topic."""
+
+
 # --- client plumbing shared with the flags subscriber -----------------------------------------
 
 
@@ -72,6 +76,15 @@ class ClientErrors:
         self.seen.append(error)
         if error.fatal():
             self.fatal = error
+
+    def authentication_failed(self) -> KafkaError | None:
+        """The SASL login was refused (a wrong user or password), if it was."""
+        from confluent_kafka import KafkaError
+
+        for error in reversed(self.seen):
+            if error.code() == KafkaError._AUTHENTICATION:
+                return error
+        return None
 
     def all_brokers_down(self) -> bool:
         from confluent_kafka import KafkaError
@@ -132,11 +145,20 @@ def check_topic(
                 error is not None and error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
             ):
                 raise TopicNotFound(f"topic {topic!r} does not exist on the Kafka cluster")
+            if error is not None and error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+                raise NotAuthorized(
+                    f"Kafka at {bootstrap} does not authorize this user to use topic {topic!r}"
+                )
             if error is None and found.partitions:
                 return len(found.partitions)
             # e.g. LEADER_NOT_AVAILABLE just after creation: worth waiting for.
             topic_error = str(error.str()) if error is not None else "no partitions"
         poll(0)  # serve error_cb
+        refused = errors.authentication_failed()
+        if refused is not None:
+            raise NotAuthorized(
+                f"Kafka at {bootstrap} refused the login ({_short_reason(str(refused.str()))})"
+            )
         now = time.monotonic()
         if now >= deadline or (errors.all_brokers_down() and now - started >= _ALL_DOWN_GRACE_S):
             if topic_error is not None:
@@ -195,6 +217,17 @@ def sigterm_raises() -> Iterator[None]:
 
 def unreachable_hint(error: KafkaUnavailable, setting: str) -> str:
     """The one line a person reads when Kafka is not there: what failed and what to do."""
+    if isinstance(error, NotAuthorized):
+        return (
+            f"{error}; check kafka_username and kafka_password_file (BORDERMON_KAFKA_USERNAME,"
+            " BORDERMON_KAFKA_PASSWORD_FILE), and that topics/acls.toml grants this user the"
+            " topic (`bordermon topics apply` as admin)"
+        )
+    if "SSL" in str(error) or "certificate" in str(error):
+        return (
+            f"{error}; check kafka_security_protocol and kafka_ca_file (the CA that signed the"
+            " brokers' certificates)"
+        )
     if isinstance(error, TopicNotFound):
         return (
             f"{error}; create it with `bordermon topics apply`, or name another one with"

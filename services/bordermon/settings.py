@@ -5,8 +5,16 @@ Each setting has one name, spelled three ways: `window` in a TOML config file,
 it). Precedence: command line > environment > config file (`BORDERMON_CONFIG` or `--config`)
 > defaults. Defaults work on a laptop with the local stack.
 
-Secrets (a password inside `redis_url`, SASL settings, `scanner_key_file`) are masked by
-`describe()` and in `repr()`; nothing here is ever logged in clear.
+Secrets (a password inside `redis_url`, the Kafka and Redis passwords, `scanner_key_file`) are
+masked by `describe()` and in `repr()`; nothing here is ever logged in clear. Passwords are never
+settings themselves: `kafka_password_file` and `redis_password_file` name files (mode 0600) that
+are read once, when the settings are built, into `Secret`s that print as `***`.
+
+Transport security: `kafka_security_protocol` (PLAINTEXT by default, SASL_SSL for a secured
+cluster), `kafka_sasl_mechanism`, `kafka_username`, `kafka_password_file` and `kafka_ca_file` are
+turned into client configuration by `kafka_client_config()` (confluent-kafka: publish, the SDK,
+flags, topics, the worker's preflight) and `faust_credentials()` / `aiokafka_security()` (the
+worker's faust app), so every client speaks the same security.
 """
 
 from __future__ import annotations
@@ -217,6 +225,64 @@ def _text(value: object) -> str:
     return text
 
 
+_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+_SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[object], str]:
+    def parse(value: object) -> str:
+        text = str(value).strip().upper()
+        if text not in choices:
+            raise ValueError(f"{value!r} is not one of {', '.join(choices)}")
+        return text
+
+    return parse
+
+
+def _optional_text(value: object) -> str:
+    return str(value).strip()
+
+
+class Secret:
+    """A password held in memory that never shows itself: `str()` and `repr()` are `***`, so
+    logging the settings (or an object holding a Secret) cannot leak it. `reveal()` is the only
+    way to the value, called where a client library is handed its configuration."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    def __str__(self) -> str:
+        return "***"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def read_secret_file(path: str, setting: str) -> Secret:
+    """The secret in `path` (trailing newline stripped); SettingsError naming the setting (never
+    the content) when it cannot be read or is empty."""
+    try:
+        text = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as error:
+        raise SettingsError(f"{setting}: cannot read {path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise SettingsError(f"{setting}: {path} is not UTF-8 text") from None
+    if not text:
+        raise SettingsError(f"{setting}: {path} is empty")
+    return Secret(text)
+
+
 _SENTINEL_TTL = -1
 
 # name -> parser. The order is the order of `describe()`.
@@ -245,6 +311,12 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "scanner_registry": _text,
     "scanner_id": _scanner_id,
     "scanner_key_file": _text,
+    "kafka_security_protocol": _choice(_SECURITY_PROTOCOLS),
+    "kafka_sasl_mechanism": _choice(_SASL_MECHANISMS),
+    "kafka_username": _optional_text,
+    "kafka_password_file": _optional_text,
+    "kafka_ca_file": _optional_text,
+    "redis_password_file": _optional_text,
 }
 _SECRETS = frozenset({"scanner_key_file"})  # shown as *** by describe() when set
 _EMPTY_ENV_REFUSED = frozenset({"watchlists"})
@@ -289,8 +361,18 @@ class Settings:
     scanner_id: str | None = None
     # The path is masked too: a key pasted into the variable by mistake must not be shown.
     scanner_key_file: str | None = field(default=None, repr=False)
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "SCRAM-SHA-512"
+    kafka_username: str = ""
+    kafka_password_file: str = ""
+    kafka_ca_file: str = ""
+    redis_password_file: str = ""
+    # Read from the files above when the settings are built; never settings themselves.
+    kafka_password: Secret | None = field(default=None, init=False, repr=False, compare=False)
+    redis_password: Secret | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        self._check_transport_security()
         if self.state_ttl_ns == _SENTINEL_TTL:
             object.__setattr__(self, "state_ttl_ns", self.window_ns + 7 * DAY_NS)
         if self.state_ttl_ns < self.window_ns:
@@ -315,6 +397,94 @@ class Settings:
                 " BORDERMON_SCANNER_REGISTRY (or scanner_registry in the config file) to the"
                 " scanner registry file"
             )
+
+    def _check_transport_security(self) -> None:
+        protocol = self.kafka_security_protocol
+        if protocol.startswith("SASL_"):
+            missing = [
+                name
+                for name in ("kafka_username", "kafka_password_file")
+                if not getattr(self, name)
+            ]
+            if missing:
+                raise SettingsError(
+                    f"kafka_security_protocol {protocol} needs {' and '.join(missing)}"
+                )
+        if self.kafka_password_file:
+            password = read_secret_file(self.kafka_password_file, "kafka_password_file")
+            object.__setattr__(self, "kafka_password", password)
+        if self.kafka_ca_file:
+            if "SSL" not in protocol:
+                raise SettingsError(
+                    f"kafka_ca_file is set but kafka_security_protocol is {protocol}:"
+                    " use SASL_SSL (or SSL) to connect with TLS"
+                )
+            if not Path(self.kafka_ca_file).is_file():
+                raise SettingsError(f"kafka_ca_file: {self.kafka_ca_file} is not a file")
+        if self.redis_password_file:
+            password = read_secret_file(self.redis_password_file, "redis_password_file")
+            object.__setattr__(self, "redis_password", password)
+
+    # --- client configuration: the one place that turns settings into client arguments ---
+
+    def kafka_client_config(self) -> dict[str, Any]:
+        """confluent-kafka (librdkafka) configuration: bootstrap servers and security.
+
+        Every confluent-kafka client of bordermon (publish and the SDK, flags, topics, the
+        worker's preflight) starts from this dict and adds its own settings."""
+        config: dict[str, Any] = {
+            "bootstrap.servers": self.kafka_bootstrap,
+            "security.protocol": self.kafka_security_protocol.lower(),
+        }
+        if self.kafka_security_protocol.startswith("SASL_"):
+            config["sasl.mechanisms"] = self.kafka_sasl_mechanism
+            config["sasl.username"] = self.kafka_username
+            if self.kafka_password is not None:
+                config["sasl.password"] = self.kafka_password.reveal()
+        if self.kafka_ca_file:
+            config["ssl.ca.location"] = self.kafka_ca_file
+        return config
+
+    def aiokafka_security(self) -> dict[str, Any]:
+        """aiokafka keyword arguments for the same security (`AIOKafkaProducer(**...)`)."""
+        args: dict[str, Any] = {"security_protocol": self.kafka_security_protocol}
+        if "SSL" in self.kafka_security_protocol:
+            args["ssl_context"] = self._ssl_context()
+        if self.kafka_security_protocol.startswith("SASL_"):
+            args["sasl_mechanism"] = self.kafka_sasl_mechanism
+            args["sasl_plain_username"] = self.kafka_username
+            if self.kafka_password is not None:
+                args["sasl_plain_password"] = self.kafka_password.reveal()
+        return args
+
+    def faust_credentials(self) -> Any:
+        """faust's `broker_credentials` for the same security; None for PLAINTEXT."""
+        import faust
+
+        protocol = self.kafka_security_protocol
+        if protocol == "PLAINTEXT":
+            return None
+        if protocol == "SSL":
+            return faust.SSLCredentials(self._ssl_context())
+        # faust switches SASLCredentials to SASL_SSL when it is given an ssl_context.
+        return faust.SASLCredentials(
+            username=self.kafka_username,
+            password=None if self.kafka_password is None else self.kafka_password.reveal(),
+            mechanism=self.kafka_sasl_mechanism,
+            ssl_context=self._ssl_context() if protocol == "SASL_SSL" else None,
+        )
+
+    def _ssl_context(self) -> Any:
+        from aiokafka.helpers import create_ssl_context
+
+        return create_ssl_context(cafile=self.kafka_ca_file or None)
+
+    def redis_client_args(self) -> dict[str, Any]:
+        """Keyword arguments for `redis.Redis.from_url(settings.redis_url, **...)`: the password
+        from `redis_password_file`, which wins over one inside the URL."""
+        if self.redis_password is None:
+            return {}
+        return {"password": self.redis_password.reveal()}
 
     def __repr__(self) -> str:
         return f"Settings({', '.join(f'{k}={v}' for k, v in self.describe().items())})"
@@ -423,6 +593,8 @@ class Settings:
         out = {}
         for f in fields(self):
             value = getattr(self, f.name)
+            if isinstance(value, Secret) or f.name in ("kafka_password", "redis_password"):
+                continue  # the *_password_file settings say where they come from
             if f.name.endswith("_ns"):
                 text = format_duration(value)
             elif isinstance(value, frozenset | tuple):

@@ -10,6 +10,10 @@ alert rules of deploy/prometheus/rules loaded. Data, pid files and logs live in 
 overridable with BORDERMON_STACK_KAFKA_PORT, BORDERMON_STACK_KAFKA_CONTROLLER_PORT,
 BORDERMON_STACK_REDIS_PORT and BORDERMON_STACK_PROMETHEUS_PORT.
 
+`--secure` (or BORDERMON_STACK_SECURE=1) runs Kafka with TLS, SASL/SCRAM and ACLs and Redis with
+TLS and ACL users instead, in <repo>/run/secure on ports 9094/9095 and 6380 by default: see
+bordermon.secure_stack.
+
 Why not Docker: the dev and CI machines have no Docker engine, but they have Java, Maven and apt,
 and a stack that starts in seconds without one keeps integration tests honest (real broker, real
 Redis) on every machine. See deploy/local/README.md.
@@ -89,6 +93,10 @@ class Context:
     repo: Path | None
     run_dir: Path
     say: Callable[[str], None]
+    secure: bool = False
+    """Kafka with TLS + SASL/SCRAM + ACLs, Redis with TLS + ACL users (bordermon.secure_stack)."""
+    kafka_libs: Path | None = None
+    """Where the broker's jars are (default <run>/kafka-libs; $BORDERMON_STACK_KAFKA_LIBS)."""
 
     @property
     def logs_dir(self) -> Path:
@@ -380,8 +388,32 @@ def _kafka_controller_port(kafka_port: int) -> int:
     return _port_from_env("BORDERMON_STACK_KAFKA_CONTROLLER_PORT", kafka_port + 1)
 
 
+KAFKA_LIBS_ENV = "BORDERMON_STACK_KAFKA_LIBS"
+
+
 def _kafka_libs(ctx: Context) -> Path:
-    return ctx.run_dir / "kafka-libs"
+    return ctx.kafka_libs or ctx.run_dir / "kafka-libs"
+
+
+def cached_kafka_jars(repo: Path | None = None) -> Path | None:
+    """Jars Maven already resolved for this checkout's pom, for a private run folder to reuse:
+    $BORDERMON_STACK_KAFKA_LIBS, else <repo>/run/kafka-libs, else the run/kafka-libs of the main
+    checkout when this one is a git worktree. None when none matches the pom."""
+    repo = repo or find_repo()
+    if repo is None:
+        return None
+    digest = hashlib.sha256((repo / "deploy" / "local" / "pom.xml").read_bytes()).hexdigest()
+    places = [os.environ.get(KAFKA_LIBS_ENV, "").strip(), str(repo / "run" / "kafka-libs")]
+    git = repo / ".git"
+    if git.is_file():  # a worktree: "gitdir: <main>/.git/worktrees/<name>"
+        with contextlib.suppress(OSError, IndexError):
+            gitdir = Path(git.read_text().split(":", 1)[1].strip())
+            places.append(str(gitdir.parents[2] / "run" / "kafka-libs"))
+    for place in filter(None, places):
+        with contextlib.suppress(OSError):
+            if (Path(place) / ".resolved-from").read_text().strip() == digest:
+                return Path(place)
+    return None
 
 
 def resolve_kafka_jars(ctx: Context) -> Path:
@@ -453,17 +485,31 @@ def _prepare_kafka(ctx: Context, port: int) -> None:
     log_dir = data / "data"
     log_dir.mkdir(parents=True, exist_ok=True)
     template = string.Template(ctx.deploy_file("server.properties.template").read_text())
+    format_args: list[str] = []
     try:
         props = template.substitute(
             kafka_port=port, controller_port=controller_port, log_dir=str(log_dir)
         )
+        if ctx.secure:
+            from bordermon import secure_stack
+
+            secure_stack.ensure_secrets(ctx.run_dir)
+            secure_stack.ensure_tls(ctx)
+            props += "\n" + secure_stack.kafka_properties(ctx, port, controller_port)
     except (KeyError, ValueError) as error:
         raise StackError(
-            f"deploy/local/server.properties.template: bad placeholder {error}"
+            f"deploy/local/server*.properties.template: bad placeholder {error}"
         ) from None
-    _kafka_props(ctx).write_text(props)
+    # Mode 0600: the secure variant holds the keystore and admin passwords.
+    props_file = _kafka_props(ctx)
+    props_file.unlink(missing_ok=True)
+    fd = os.open(props_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(props)
     if (log_dir / "meta.properties").exists():
         return
+    if ctx.secure:
+        format_args = secure_stack.kafka_format_args(ctx.run_dir)
     ctx.say(f"kafka: formatting storage in {_pretty(log_dir)} (once)")
     argv = [
         *_kafka_java_cmd(ctx, java, ("-Xmx256m",)),
@@ -474,6 +520,7 @@ def _prepare_kafka(ctx: Context, port: int) -> None:
         _kafka_cluster_id(),
         "-c",
         str(_kafka_props(ctx)),
+        *format_args,
     ]
     log = ctx.log("kafka")
     code = _run_logged(argv, log)
@@ -495,14 +542,19 @@ _QUIET_LOGGER.addHandler(logging.NullHandler())
 _QUIET_LOGGER.propagate = False
 
 
-def probe_kafka(port: int, timeout: float) -> Probe:
-    """UP when a Kafka AdminClient can list topics through 127.0.0.1:port."""
+def probe_kafka(port: int, timeout: float, security: dict[str, Any] | None = None) -> Probe:
+    """UP when a Kafka AdminClient can list topics through 127.0.0.1:port (with `security`:
+    librdkafka settings to log in with, on the secure stack)."""
     if not _tcp_open(port, min(timeout, 1.0)):
         return Probe(Answer.DOWN)
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
-    config: dict[str, Any] = {"bootstrap.servers": f"127.0.0.1:{port}", "logger": _QUIET_LOGGER}
+    config: dict[str, Any] = {
+        **(security or {}),
+        "bootstrap.servers": f"127.0.0.1:{port}",
+        "logger": _QUIET_LOGGER,
+    }
     admin = AdminClient(config)
     try:
         metadata = admin.list_topics(timeout=timeout)
@@ -549,14 +601,24 @@ def probe_redis(port: int, timeout: float) -> Probe:
 def _prepare_redis(ctx: Context, port: int) -> None:
     ensure_debian_package("redis-server", "redis-server", ctx)
     ctx.data("redis").mkdir(parents=True, exist_ok=True)
+    if ctx.secure:
+        from bordermon import secure_stack
+
+        secure_stack.ensure_secrets(ctx.run_dir)
+        secure_stack.ensure_tls(ctx)
 
 
 def _redis_command(ctx: Context, port: int) -> list[str]:
     server = ensure_debian_package("redis-server", "redis-server", ctx)
+    if ctx.secure:
+        from bordermon import secure_stack
+
+        listen = secure_stack.redis_arguments(ctx, port)
+    else:
+        listen = ["--port", str(port)]
     return [
         server,
-        "--port",
-        str(port),
+        *listen,
         "--bind",
         "127.0.0.1",
         "--protected-mode",
@@ -770,22 +832,67 @@ SERVICES: tuple[Service, ...] = (KAFKA, REDIS, PROMETHEUS)
 # --- the commands -----------------------------------------------------------------------------
 
 
-def _select(names: Sequence[str] | None) -> list[Service]:
+def _services(ctx: Context) -> tuple[Service, ...]:
+    """SERVICES, or their secure variants (own default ports, probes that log in)."""
+    if not ctx.secure:
+        return SERVICES
+    from dataclasses import replace
+
+    from bordermon import secure_stack
+
+    run_dir = ctx.run_dir
+    return (
+        replace(
+            KAFKA,
+            default_port=secure_stack.DEFAULT_KAFKA_PORT,
+            probe=secure_stack.kafka_probe(run_dir),
+        ),
+        replace(
+            REDIS,
+            default_port=secure_stack.DEFAULT_REDIS_PORT,
+            probe=secure_stack.redis_probe(run_dir),
+            url=lambda port: secure_stack.redis_url(run_dir, port),
+        ),
+        PROMETHEUS,
+    )
+
+
+def _select(names: Sequence[str] | None, ctx: Context) -> list[Service]:
+    services = _services(ctx)
     if not names:
-        return list(SERVICES)
-    known = {s.name: s for s in SERVICES}
+        return list(services)
+    known = {s.name: s for s in services}
     unknown = [n for n in names if n not in known]
     if unknown:
         raise StackError(f"unknown service {', '.join(unknown)}; known: {', '.join(known)}")
-    return [s for s in SERVICES if s.name in names]
+    return [s for s in services if s.name in names]
 
 
-def _context(run_dir: Path | str | None, quiet: bool) -> Context:
+def _context(run_dir: Path | str | None, quiet: bool, secure: bool | None = None) -> Context:
     def say(line: str) -> None:
         if not quiet:
             print(line, flush=True)
 
-    return Context(repo=find_repo(), run_dir=run_dir_path(run_dir), say=say)
+    from bordermon import secure_stack
+
+    repo = find_repo()
+    wants_secure = secure_stack.requested(secure)
+    libs_env = os.environ.get(KAFKA_LIBS_ENV, "").strip()
+    kafka_libs = Path(libs_env).resolve() if libs_env else None
+    if wants_secure and run_dir is None and not os.environ.get(RUN_DIR_ENV, "").strip():
+        # The secure stack runs beside the plaintext one, sharing its jar cache.
+        plain = run_dir_path()
+        path = plain / "secure"
+        kafka_libs = kafka_libs or plain / "kafka-libs"
+    else:
+        path = run_dir_path(run_dir)
+    return Context(
+        repo=repo,
+        run_dir=path,
+        say=say,
+        secure=secure_stack.enabled(path, secure),
+        kafka_libs=kafka_libs,
+    )
 
 
 @contextlib.contextmanager
@@ -922,12 +1029,26 @@ def up(
     run_dir: Path | str | None = None,
     timeout: float | None = None,
     quiet: bool = False,
+    secure: bool | None = None,
 ) -> StackReport:
     """Start the services that are not up and wait until each answers; raises StackError."""
-    ctx = _context(run_dir, quiet)
-    chosen = _select(services)
+    ctx = _context(run_dir, quiet, secure)
+    chosen = _select(services, ctx)
     with _lock(ctx):
+        if ctx.secure:
+            from bordermon import secure_stack
+
+            (ctx.run_dir / secure_stack.MARKER).touch()
         states = tuple(_up_one(service, ctx, timeout) for service in chosen)
+        if ctx.secure:
+            ports = {s.name: s.port() for s in _services(ctx)}
+            clients = secure_stack.write_client_configs(ctx.run_dir, ports["kafka"], ports["redis"])
+            ctx.say(
+                f"secure: TLS + SCRAM + ACLs; passwords in {_pretty(ctx.run_dir / 'secrets')}/"
+                f" (never printed); settings per user in {_pretty(clients)}/"
+                " (e.g. `bordermon topics apply --config"
+                f" {_pretty(clients / 'admin.toml')}`)"
+            )
     ctx.say(f"logs: {_pretty(ctx.logs_dir)}/ ({', '.join(s.name + '.log' for s in chosen)})")
     return StackReport(states)
 
@@ -937,10 +1058,11 @@ def down(
     *,
     run_dir: Path | str | None = None,
     quiet: bool = False,
+    secure: bool | None = None,
 ) -> StackReport:
     """Stop the services this stack started (SIGTERM, then SIGKILL); others are left alone."""
-    ctx = _context(run_dir, quiet)
-    chosen = _select(services)
+    ctx = _context(run_dir, quiet, secure)
+    chosen = _select(services, ctx)
     with _lock(ctx):
         states = [_down_one(service, ctx) for service in reversed(chosen)]
     return StackReport(tuple(reversed(states)))
@@ -951,10 +1073,11 @@ def status(
     *,
     run_dir: Path | str | None = None,
     quiet: bool = False,
+    secure: bool | None = None,
 ) -> StackReport:
     """Probe each service; prints one line per service unless quiet."""
-    ctx = _context(run_dir, quiet)
-    report = StackReport(tuple(_state(s, ctx) for s in _select(services)))
+    ctx = _context(run_dir, quiet, secure)
+    report = StackReport(tuple(_state(s, ctx) for s in _select(services, ctx)))
     for state in report.services:
         line = f"{state.name:<6} {'up' if state.up else 'down':<5} {state.address:<16}"
         if state.up:
@@ -1000,19 +1123,27 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help=f"data, pid files and logs (default: ${RUN_DIR_ENV} or <repo>/run)",
     )
+    parser.add_argument(
+        "--secure",
+        action="store_true",
+        default=None,
+        help="Kafka with TLS, SASL/SCRAM and ACLs, Redis with TLS and ACL users (default run"
+        " folder <repo>/run/secure, ports 9094/9095 and 6380; env BORDERMON_STACK_SECURE=1)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     services = getattr(args, "services", None) or None
     run_dir = getattr(args, "run_dir", None)
+    secure = getattr(args, "secure", None)
     try:
         if args.action == "up":
-            up(services, run_dir=run_dir, timeout=getattr(args, "timeout", None))
+            up(services, run_dir=run_dir, timeout=getattr(args, "timeout", None), secure=secure)
             return 0
         if args.action == "down":
-            down(services, run_dir=run_dir)
+            down(services, run_dir=run_dir, secure=secure)
             return 0
-        return 0 if status(services, run_dir=run_dir).all_up else 1
+        return 0 if status(services, run_dir=run_dir, secure=secure).all_up else 1
     except StackError as error:
         print(f"bordermon stack: {error}", file=sys.stderr)
         return 1

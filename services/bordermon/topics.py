@@ -31,6 +31,16 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from bordermon.acls import (
+    Acl,
+    AclDeclarationError,
+    AclReport,
+    AclStatus,
+    apply_acls,
+    default_acls_file,
+    load_acls,
+)
+
 ROLES: tuple[str, ...] = ("crossings", "flags", "dead_letter", "links")
 """Every declarations file declares each role exactly once."""
 TOPICS_FILE_ENV = "BORDERMON_TOPICS_FILE"
@@ -151,6 +161,19 @@ def _parse_topic(raw: object, where: str) -> TopicDeclaration:
     )
 
 
+def read_declarations_file(file: Path, error: type[ValueError]) -> dict[str, Any]:
+    """A TOML declarations file (topics, ACLs); `error` names the file and the problem."""
+    try:
+        with file.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise error(f"{file}: no such file") from None
+    except OSError as failure:
+        raise error(f"{file}: cannot read it ({failure.strerror})") from None
+    except tomllib.TOMLDecodeError as failure:
+        raise error(f"{file}: not valid TOML ({failure})") from None
+
+
 def load_declarations(path: Path | str | None = None) -> list[TopicDeclaration]:
     """The topics declared in `path` (default: `default_topics_file()`), in file order.
 
@@ -158,15 +181,7 @@ def load_declarations(path: Path | str | None = None) -> list[TopicDeclaration]:
     is not TOML, or does not declare each role of ROLES exactly once with sane values.
     """
     file = Path(path) if path is not None else default_topics_file()
-    try:
-        with file.open("rb") as handle:
-            doc = tomllib.load(handle)
-    except FileNotFoundError:
-        raise TopicDeclarationError(f"{file}: no such file") from None
-    except OSError as error:
-        raise TopicDeclarationError(f"{file}: cannot read it ({error.strerror})") from None
-    except tomllib.TOMLDecodeError as error:
-        raise TopicDeclarationError(f"{file}: not valid TOML ({error})") from None
+    doc = read_declarations_file(file, TopicDeclarationError)
     unknown = sorted(set(doc) - {"topics"})
     if unknown:
         raise TopicDeclarationError(
@@ -259,11 +274,14 @@ class ApplyReport:
     bootstrap: str
     results: tuple[TopicResult, ...]
     check_only: bool
+    acls: AclReport | None = None
+    """The ACLs of acls.toml, when they were applied or checked too."""
 
     @property
     def ok(self) -> bool:
-        """Every declared topic exists and matches its declaration."""
-        return all(r.status in (Status.CREATED, Status.OK) for r in self.results)
+        """Every declared topic exists and matches its declaration (and every ACL)."""
+        topics_ok = all(r.status in (Status.CREATED, Status.OK) for r in self.results)
+        return topics_ok and (self.acls is None or self.acls.ok)
 
     def by_status(self, status: Status) -> list[TopicResult]:
         return [r for r in self.results if r.status is status]
@@ -287,6 +305,8 @@ class ApplyReport:
                 "drift is reported, never changed: fix the topic by hand (kafka-configs,"
                 " kafka-topics) or delete it and apply again, or update topics/topics.toml"
             )
+        if self.acls is not None:
+            out += self.acls.lines()
         return out
 
 
@@ -295,11 +315,18 @@ _QUIET_LOGGER.addHandler(logging.NullHandler())
 _QUIET_LOGGER.propagate = False
 
 
-def admin_client(bootstrap: str) -> Any:
-    """A confluent-kafka AdminClient whose librdkafka logs stay off the terminal."""
+def admin_client(bootstrap: str, client_config: Mapping[str, Any] | None = None) -> Any:
+    """A confluent-kafka AdminClient whose librdkafka logs stay off the terminal.
+
+    `client_config` is `Settings.kafka_client_config()` (security: SASL, TLS) when the cluster
+    is secured; its bootstrap servers give way to `bootstrap`."""
     from confluent_kafka.admin import AdminClient
 
-    config: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": _QUIET_LOGGER}
+    config: dict[str, Any] = {
+        **(client_config or {}),
+        "bootstrap.servers": bootstrap,
+        "logger": _QUIET_LOGGER,
+    }
     return AdminClient(config)
 
 
@@ -399,11 +426,15 @@ def apply_topics(
     *,
     declarations: Sequence[TopicDeclaration] | None = None,
     timeout: float = 15.0,
+    client_config: Mapping[str, Any] | None = None,
+    acls: Sequence[Acl] | None = None,
 ) -> ApplyReport:
     """Create the missing declared topics (unless check_only) and compare the existing ones.
 
     `declarations` (already loaded) wins over `declarations_path`; `name_overrides` maps roles
-    to names. Returns once created topics are listed in the broker's metadata, so they can be
+    to names; `client_config` is `Settings.kafka_client_config()` for a secured cluster;
+    `acls` (from `bordermon.acls.load_acls`) are applied and checked too, after the topics.
+    Returns once created topics are listed in the broker's metadata, so they can be
     used at once. Raises BrokerUnreachable when Kafka does not answer within `timeout` seconds,
     and TopicDeclarationError when the declarations are unusable.
     """
@@ -414,7 +445,7 @@ def apply_topics(
         declarations if declarations is not None else load_declarations(declarations_path),
         name_overrides,
     )
-    admin = admin_client(bootstrap)
+    admin = admin_client(bootstrap, client_config)
     try:
         metadata = admin.list_topics(timeout=timeout)
     except KafkaException as error:
@@ -469,7 +500,16 @@ def apply_topics(
             d.name,
             TopicResult(d, Status.FAILED, error=f"not in the broker's metadata after {timeout:g}s"),
         )
-    return ApplyReport(bootstrap, tuple(results[d.name] for d in declared), check_only)
+    acl_report = None
+    if acls is not None:
+        try:
+            acl_report = apply_acls(admin, acls, check_only=check_only, timeout=timeout)
+        except KafkaException as error:
+            reason = error.args[0].str() if error.args else str(error)
+            acl_report = AclReport(
+                tuple((acl, AclStatus.FAILED, f"cannot list ACLs: {reason}") for acl in acls)
+            )
+    return ApplyReport(bootstrap, tuple(results[d.name] for d in declared), check_only, acl_report)
 
 
 # --- command line -----------------------------------------------------------------------------
@@ -504,8 +544,17 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
             help=f"name of the {role.replace('_', '-')} topic; env BORDERMON_{role.upper()}_TOPIC",
         )
     parser.add_argument(
+        "--acls",
+        metavar="TOML",
+        help="ACL declarations (default: acls.toml beside the topics declarations); applied"
+        " when the broker has an authorizer, skipped with a note otherwise",
+    )
+    parser.add_argument(
         "--config", metavar="FILE", help="TOML settings file (default: $BORDERMON_CONFIG)"
     )
+    from bordermon.cli import KAFKA_SECURITY_SETTINGS, add_settings_options
+
+    add_settings_options(parser, *KAFKA_SECURITY_SETTINGS, with_config=False)
     parser.add_argument(
         "--timeout",
         type=float,
@@ -515,7 +564,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _bootstrap_and_names(args: argparse.Namespace) -> tuple[str, dict[str, str]]:
+def _settings_and_names(args: argparse.Namespace) -> tuple[Any, dict[str, str]]:
     """Bootstrap and topic names from the settings (flags > env > config file > defaults).
 
     A topic name equal to the settings' default does not override the declarations file, so a
@@ -534,21 +583,32 @@ def _bootstrap_and_names(args: argparse.Namespace) -> tuple[str, dict[str, str]]
         name = getattr(settings, f"{role}_topic")
         if name != getattr(defaults, f"{role}_topic"):
             names[role] = name
-    return settings.kafka_bootstrap, names
+    return settings, names
 
 
 def run(args: argparse.Namespace) -> int:
     from bordermon.settings import SettingsError
 
     try:
-        bootstrap, names = _bootstrap_and_names(args)
-        path = Path(args.file) if getattr(args, "file", None) else None
+        settings, names = _settings_and_names(args)
+        path = Path(args.file) if getattr(args, "file", None) else default_topics_file()
+        declarations = with_names(load_declarations(path), names)
+        acls_arg = getattr(args, "acls", None)
+        acls_path = Path(acls_arg) if acls_arg else default_acls_file(path)
+        acls = None
+        if acls_arg or acls_path.is_file():
+            acls = load_acls(
+                acls_path,
+                {d.role: d.name for d in declarations},
+                {"consumer_group": settings.consumer_group},
+            )
         report = apply_topics(
-            bootstrap,
-            path,
-            names,
+            settings.kafka_bootstrap,
+            declarations=declarations,
             check_only=bool(getattr(args, "check", False)),
             timeout=float(getattr(args, "timeout", 15.0)),
+            client_config=settings.kafka_client_config(),
+            acls=acls,
         )
     except BrokerUnreachable as error:
         print(
@@ -557,7 +617,7 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    except (TopicDeclarationError, SettingsError) as error:
+    except (TopicDeclarationError, AclDeclarationError, SettingsError) as error:
         print(f"bordermon topics: {error}", file=sys.stderr)
         return 2
     for line in report.lines():

@@ -15,6 +15,7 @@ import orjson
 import pytest
 import redis
 from harness import (
+    event,
     flags_of,
     publish_keyed,
     publish_lines,
@@ -32,18 +33,6 @@ pytestmark = pytest.mark.integration
 
 CONFIG = DetectionConfig(watchlist=load_watchlist(["builtin:chpl"]))
 STATE_PREFIX = b"bordermon:state:"
-
-
-def event(**fields: Any) -> bytes:
-    doc = {
-        "schema": "crossing/1",
-        "checkpoint": "KZ-NUR-ZHOLY",
-        "from_country": "CN",
-        "to_country": "KZ",
-        "goods": [{"hs_code": "8542.31", "value_usd": 5000}],
-    }
-    doc.update(fields)
-    return orjson.dumps(doc)
 
 
 def replay_flags(lines: list[bytes]) -> dict[str, dict[str, Any]]:

@@ -162,6 +162,7 @@ def test_missing_java_or_maven_is_one_clear_line(
 ) -> None:
     monkeypatch.setenv("BORDERMON_STACK_KAFKA_PORT", str(free_port()))
     monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.delenv(stack.KAFKA_LIBS_ENV, raising=False)  # Maven must be needed
     empty_bin = tmp_path / "bin"
     empty_bin.mkdir()
     monkeypatch.setenv("PATH", str(empty_bin))

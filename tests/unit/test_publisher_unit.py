@@ -26,7 +26,7 @@ from bordermon.alerts.subscriber import (
 )
 from bordermon.core import InvalidCrossing
 from bordermon.jsonl import iter_lines
-from bordermon.kafka import _short_reason, unreachable_hint
+from bordermon.kafka import NotAuthorized, _short_reason, unreachable_hint
 from bordermon.scanner.publisher import (
     BrokerUnreachable,
     Delivery,
@@ -295,6 +295,10 @@ def test_connection_errors_read_as_one_actionable_line() -> None:
     assert "\n" not in hint
     hint = unreachable_hint(TopicNotFound("topic 't' does not exist"), "flags_topic")
     assert "bordermon topics apply" in hint and "BORDERMON_FLAGS_TOPIC" in hint
+    hint = unreachable_hint(NotAuthorized("Kafka at h:1 refused the login (x)"), "flags_topic")
+    assert "kafka_password_file" in hint and "acls.toml" in hint and "stack up" not in hint
+    tls = BrokerUnreachable("cannot reach Kafka at h:1 (SSL handshake failed: certificate ...)")
+    assert "kafka_ca_file" in unreachable_hint(tls, "crossings_topic")
 
 
 def _parser(configure: Callable[[argparse.ArgumentParser], None]) -> argparse.ArgumentParser:

@@ -554,7 +554,7 @@ examples:
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Options of `bordermon flags`."""
-    from bordermon.cli import add_settings_options
+    from bordermon.cli import KAFKA_SECURITY_SETTINGS, add_settings_options
 
     # The module docstring ends with an SDK example for programmers; `--help` stops before it.
     parser.description = (__doc__ or "").split("\nFor programs,")[0].strip()
@@ -599,7 +599,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="show the Kafka client's log on stderr"
     )
-    add_settings_options(parser, "kafka_bootstrap", "flags_topic", "consumer_group")
+    add_settings_options(
+        parser, "kafka_bootstrap", "flags_topic", "consumer_group", *KAFKA_SECURITY_SETTINGS
+    )
 
 
 def _silence_stdout() -> None:
@@ -636,6 +638,7 @@ def run(args: argparse.Namespace) -> int:
         group=group,
         from_beginning=args.from_beginning,
         dedupe=args.dedupe,
+        config=settings.kafka_client_config(),
         on_invalid=on_invalid,
     )
     try:

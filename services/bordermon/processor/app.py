@@ -84,8 +84,13 @@ class FaustProducer:
         await asyncio.gather(*futures)
 
 
-def new_faust_app(app_id: str, kafka_bootstrap: str) -> faust.App:
+def new_faust_app(
+    app_id: str, kafka_bootstrap: str, *, broker_credentials: Any = None
+) -> faust.App:
     """A faust app configured the way bordermon runs faust (the benchmarks reuse it).
+
+    `broker_credentials` is `Settings.faust_credentials()`: None for a plaintext cluster,
+    `faust.SASLCredentials` (with a TLS context) for SASL_SSL.
 
     faust creates its data directory (`<app id>-data/v1/tables`) when it starts, even with
     the in-memory store that leaves it empty; it goes in a private temporary directory,
@@ -101,6 +106,7 @@ def new_faust_app(app_id: str, kafka_bootstrap: str) -> faust.App:
         app_id,
         datadir=datadir,
         broker=[f"kafka://{server.strip()}" for server in kafka_bootstrap.split(",")],
+        broker_credentials=broker_credentials,
         value_serializer="raw",
         key_serializer="raw",
         # Topics are declared under topics/ and applied by `bordermon topics apply`.
@@ -133,7 +139,11 @@ def create_app(
     """A faust app with an agent per stage, configured from `settings`. The link stage runs
     when `relabel-to-ru` is on (then `link_store` is required). With `registry` (the
     `require_signatures` setting), crossings must be signed by a scanner it lists."""
-    app = new_faust_app(settings.consumer_group, settings.kafka_bootstrap)
+    app = new_faust_app(
+        settings.consumer_group,
+        settings.kafka_bootstrap,
+        broker_credentials=settings.faust_credentials(),
+    )
     producer = FaustProducer(app)
     relabel = RULE_RELABEL in config.rules
     consignments = BatchProcessor(

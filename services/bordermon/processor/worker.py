@@ -11,7 +11,12 @@ import argparse
 import logging
 from typing import TYPE_CHECKING, Any
 
-from bordermon.cli import CommandError, add_settings_options, load_settings
+from bordermon.cli import (
+    KAFKA_SECURITY_SETTINGS,
+    CommandError,
+    add_settings_options,
+    load_settings,
+)
 from bordermon.core.rules import RULE_RELABEL
 from bordermon.settings import Settings, mask_url
 
@@ -38,6 +43,8 @@ WORKER_SETTINGS = (
     "metrics_port",
     "require_signatures",
     "scanner_registry",
+    *KAFKA_SECURITY_SETTINGS,
+    "redis_password_file",
 )
 
 
@@ -66,7 +73,9 @@ def preflight(settings: Settings) -> None:
     )
 
     try:
-        redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3).ping()
+        redis.Redis.from_url(
+            settings.redis_url, socket_connect_timeout=3, **settings.redis_client_args()
+        ).ping()
     except (redis.RedisError, OSError) as error:
         raise CommandError(
             f"Redis at {mask_url(settings.redis_url)} does not answer ({error}); start it with"
@@ -75,7 +84,7 @@ def preflight(settings: Settings) -> None:
     configure_client_logging(verbose=False)
     errors = ClientErrors()
     client_config: dict[str, Any] = {
-        "bootstrap.servers": settings.kafka_bootstrap,
+        **settings.kafka_client_config(),
         "error_cb": errors,  # refused connections are reported here, at once
         "logger": logging.getLogger(KAFKA_LOGGER),
     }
@@ -127,10 +136,15 @@ def run(args: argparse.Namespace) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     log = logging.getLogger("bordermon.worker")
-    store = RedisStore.from_url(settings.redis_url, ttl_seconds=settings.state_ttl_seconds)
+    store = RedisStore.from_url(
+        settings.redis_url,
+        ttl_seconds=settings.state_ttl_seconds,
+        password=settings.redis_password,
+    )
     link_store = RedisStore.from_url(
         settings.redis_url,
         ttl_seconds=settings.link_state_ttl_seconds,
+        password=settings.redis_password,
         prefix=LINK_PREFIX,
         codec=LINKS,
     )

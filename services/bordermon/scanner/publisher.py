@@ -534,7 +534,7 @@ examples:
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Options of `bordermon publish`."""
-    from bordermon.cli import add_settings_options
+    from bordermon.cli import KAFKA_SECURITY_SETTINGS, add_settings_options
 
     # The module docstring is written for SDK users; `--help` gets the command's own text.
     parser.description = COMMAND_DESCRIPTION
@@ -585,7 +585,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="the scanner id of --scanner-key, as in the scanner registry;"
         " env BORDERMON_SCANNER_ID",
     )
-    add_settings_options(parser, "kafka_bootstrap", "crossings_topic")
+    add_settings_options(parser, "kafka_bootstrap", "crossings_topic", *KAFKA_SECURITY_SETTINGS)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -601,7 +601,7 @@ def run(args: argparse.Namespace) -> int:
         settings.kafka_bootstrap,
         settings.crossings_topic,
         monitored_country=settings.monitored_country,
-        config={"message.timeout.ms": int(args.timeout * 1000)},
+        config={**settings.kafka_client_config(), "message.timeout.ms": int(args.timeout * 1000)},
         scanner_id=None if signing is None else signing[0],
         signing_key=None if signing is None else signing[1],
     )

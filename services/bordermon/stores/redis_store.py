@@ -28,7 +28,7 @@ copy costs one extra round trip, only in a `load` that found such a value.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
-from typing import Generic, Protocol, cast
+from typing import Any, Generic, Protocol, cast
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
@@ -37,7 +37,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
 from bordermon.core.state import StateDecodeError
-from bordermon.settings import mask_url
+from bordermon.settings import Secret, mask_url
 from bordermon.stores.base import (
     CONSIGNMENTS,
     CorruptStateHandler,
@@ -195,8 +195,12 @@ class RedisStore(Generic[S]):
         on_corrupt: CorruptStateHandler | None = None,
         connect_timeout: float = 2.0,
         timeout: float = 5.0,
+        password: Secret | None = None,
     ) -> RedisStore[S]:
         """A store on the Redis at `url` (`redis://[:password@]host:port/db`, `rediss://`...).
+
+        `password` (the `redis_password_file` setting) wins over a password in the URL; the
+        user name, if any, comes from the URL (`redis://bordermon@host:6379/0`).
 
         No connection is made until the first `load`/`save`. Timeouts are in seconds. A failed
         command is retried once, after 100 ms, on a fresh connection (a pooled connection may
@@ -211,6 +215,7 @@ class RedisStore(Generic[S]):
                 socket_connect_timeout=connect_timeout,
                 socket_timeout=timeout,
                 retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=1),
+                **_password_override(password),
             )
         except ValueError:
             raise ValueError(f"not a usable Redis URL: {where}") from None
@@ -223,7 +228,7 @@ class RedisStore(Generic[S]):
             on_corrupt=on_corrupt,
             where=where,
         )
-        store._secret = _password_of(url)
+        store._secret = password.reveal() if password is not None else _password_of(url)
         return store
 
     def key(self, key: str) -> bytes:
@@ -352,6 +357,10 @@ class RedisStore(Generic[S]):
             f"Redis state store at {self._where} unavailable during {operation}:"
             f" {type(error).__name__}: {detail}"
         )
+
+
+def _password_override(password: Secret | None) -> dict[str, Any]:
+    return {} if password is None else {"password": password.reveal()}
 
 
 def _password_of(url: str) -> str | None:

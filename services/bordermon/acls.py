@@ -9,6 +9,7 @@ skipped with a note, so the same command serves the plaintext and the secure sta
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -69,13 +70,24 @@ def default_acls_file(topics_file: Path) -> Path:
     return topics_file.with_name(ACLS_FILE)
 
 
+def read_declarations_file(file: Path, error: type[ValueError]) -> dict[str, Any]:
+    """A TOML declarations file (topics, ACLs); `error` names the file and the problem."""
+    try:
+        with file.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise error(f"{file}: no such file") from None
+    except OSError as failure:
+        raise error(f"{file}: cannot read it ({failure.strerror})") from None
+    except tomllib.TOMLDecodeError as failure:
+        raise error(f"{file}: not valid TOML ({failure})") from None
+
+
 def load_acls(
     path: Path, topic_names: Mapping[str, str], placeholders: Mapping[str, str]
 ) -> list[Acl]:
     """The bindings declared in `path`; topic roles resolve through `topic_names` (role ->
     name) and `{placeholders}` in names (e.g. {consumer_group}) through `placeholders`."""
-    from bordermon.topics import read_declarations_file  # topics imports this module
-
     doc = read_declarations_file(path, AclDeclarationError)
     unknown = sorted(set(doc) - {"acls"})
     entries = doc.get("acls")

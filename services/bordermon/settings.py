@@ -31,6 +31,12 @@ from urllib.parse import parse_qs, urlsplit
 from bordermon.core.config import DAY_NS, DetectionConfig
 from bordermon.core.countries import normalize_country
 from bordermon.core.rules import ALL_RULES, check_rule_names
+from bordermon.core.signatures import (
+    PrivateKeyError,
+    RegistryError,
+    check_scanner_id,
+    parse_registry,
+)
 from bordermon.core.timestamps import NANOS_PER_SECOND
 from bordermon.core.watchlist import (
     BUILTIN_CHPL,
@@ -39,6 +45,7 @@ from bordermon.core.watchlist import (
     load_export_controls,
     load_watchlist,
 )
+from bordermon.scanner.keys import read_private_key
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -213,8 +220,6 @@ def _bool(value: object) -> bool:
 
 
 def _scanner_id(value: object) -> str:
-    from bordermon.core.signatures import check_scanner_id
-
     return check_scanner_id(str(value).strip())
 
 
@@ -546,8 +551,6 @@ class Settings:
         """The scanner registry when `require_signatures` is on (reads the file), else None."""
         if not self.require_signatures or self.scanner_registry is None:
             return None
-        from bordermon.core.signatures import RegistryError, parse_registry
-
         path = self.scanner_registry
         try:
             text = Path(path).read_text("utf-8")
@@ -572,9 +575,6 @@ class Settings:
                 else ("scanner_key_file", "scanner_id")
             )
             raise SettingsError(f"{have} is set but {need} is not: signing needs both")
-        from bordermon.core.signatures import PrivateKeyError
-        from bordermon.scanner.keys import read_private_key
-
         try:
             return self.scanner_id, read_private_key(self.scanner_key_file)
         except PrivateKeyError as error:

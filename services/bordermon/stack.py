@@ -21,9 +21,9 @@ Redis) on every machine. See deploy/local/README.md.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import contextlib
+import fcntl
 import hashlib
 import http.client
 import json
@@ -39,7 +39,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -836,8 +836,6 @@ def _services(ctx: Context) -> tuple[Service, ...]:
     """SERVICES, or their secure variants (own default ports, probes that log in)."""
     if not ctx.secure:
         return SERVICES
-    from dataclasses import replace
-
     from bordermon import secure_stack
 
     run_dir = ctx.run_dir
@@ -898,8 +896,6 @@ def _context(run_dir: Path | str | None, quiet: bool, secure: bool | None = None
 @contextlib.contextmanager
 def _lock(ctx: Context) -> Iterator[None]:
     """One `up`/`down` at a time per run folder (parallel test sessions call `up` too)."""
-    import fcntl
-
     ctx.run_dir.mkdir(parents=True, exist_ok=True)
     with (ctx.run_dir / ".stack.lock").open("w") as handle:
         try:
@@ -1095,63 +1091,3 @@ def status(
     if not report.all_up:
         ctx.say("start what is down with `bordermon stack up`")
     return report
-
-
-# --- command line -----------------------------------------------------------------------------
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "action",
-        choices=("up", "down", "status"),
-        help="up: start and wait until all answer; down: stop; status: exit 0 when all are up",
-    )
-    parser.add_argument(
-        "services",
-        nargs="*",
-        metavar="SERVICE",
-        help=f"only these services ({', '.join(s.name for s in SERVICES)}; default: all)",
-    )
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        metavar="SECONDS",
-        help=f"how long `up` waits for each service to answer (default {DEFAULT_TIMEOUT_S:.0f})",
-    )
-    parser.add_argument(
-        "--run-dir",
-        metavar="DIR",
-        help=f"data, pid files and logs (default: ${RUN_DIR_ENV} or <repo>/run)",
-    )
-    parser.add_argument(
-        "--secure",
-        action="store_true",
-        default=None,
-        help="Kafka with TLS, SASL/SCRAM and ACLs, Redis with TLS and ACL users (default run"
-        " folder <repo>/run/secure, ports 9094/9095 and 6380; env BORDERMON_STACK_SECURE=1)",
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    services = getattr(args, "services", None) or None
-    run_dir = getattr(args, "run_dir", None)
-    secure = getattr(args, "secure", None)
-    try:
-        if args.action == "up":
-            up(services, run_dir=run_dir, timeout=getattr(args, "timeout", None), secure=secure)
-            return 0
-        if args.action == "down":
-            down(services, run_dir=run_dir, secure=secure)
-            return 0
-        return 0 if status(services, run_dir=run_dir, secure=secure).all_up else 1
-    except StackError as error:
-        print(f"bordermon stack: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-
-
-if __name__ == "__main__":
-    _parser = argparse.ArgumentParser(prog="python -m bordermon.stack", description=__doc__)
-    configure_parser(_parser)
-    sys.exit(run(_parser.parse_args()))

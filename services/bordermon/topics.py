@@ -17,13 +17,10 @@ flags_topic and dead_letter_topic (BORDERMON_CROSSINGS_TOPIC, ... or the flags b
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import re
-import sys
 import time
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
@@ -33,12 +30,10 @@ from typing import Any
 
 from bordermon.acls import (
     Acl,
-    AclDeclarationError,
     AclReport,
     AclStatus,
     apply_acls,
-    default_acls_file,
-    load_acls,
+    read_declarations_file,
 )
 
 ROLES: tuple[str, ...] = ("crossings", "flags", "dead_letter", "links")
@@ -159,19 +154,6 @@ def _parse_topic(raw: object, where: str) -> TopicDeclaration:
         config=MappingProxyType(config),
         description=description,
     )
-
-
-def read_declarations_file(file: Path, error: type[ValueError]) -> dict[str, Any]:
-    """A TOML declarations file (topics, ACLs); `error` names the file and the problem."""
-    try:
-        with file.open("rb") as handle:
-            return tomllib.load(handle)
-    except FileNotFoundError:
-        raise error(f"{file}: no such file") from None
-    except OSError as failure:
-        raise error(f"{file}: cannot read it ({failure.strerror})") from None
-    except tomllib.TOMLDecodeError as failure:
-        raise error(f"{file}: not valid TOML ({failure})") from None
 
 
 def load_declarations(path: Path | str | None = None) -> list[TopicDeclaration]:
@@ -510,122 +492,3 @@ def apply_topics(
                 tuple((acl, AclStatus.FAILED, f"cannot list ACLs: {reason}") for acl in acls)
             )
     return ApplyReport(bootstrap, tuple(results[d.name] for d in declared), check_only, acl_report)
-
-
-# --- command line -----------------------------------------------------------------------------
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=("apply",), help="create missing topics, check the rest")
-    parser.add_argument(
-        "--check",
-        action="store_true",
-        help="change nothing: report missing and drifted topics (exit 1 if any)",
-    )
-    parser.add_argument(
-        "--file",
-        metavar="TOML",
-        help=f"declarations (default: ${TOPICS_FILE_ENV} or topics/topics.toml of the checkout)",
-    )
-    parser.add_argument(
-        "--bootstrap",
-        "--kafka-bootstrap",
-        dest="setting_kafka_bootstrap",
-        metavar="HOST:PORT",
-        help="Kafka bootstrap servers; env BORDERMON_KAFKA_BOOTSTRAP"
-        f" (default {DEFAULT_BOOTSTRAP})",
-    )
-    for role in ROLES:
-        option = role.replace("_", "-")
-        parser.add_argument(
-            f"--{option}-topic",
-            dest=f"setting_{role}_topic",
-            metavar="TOPIC",
-            help=f"name of the {role.replace('_', '-')} topic; env BORDERMON_{role.upper()}_TOPIC",
-        )
-    parser.add_argument(
-        "--acls",
-        metavar="TOML",
-        help="ACL declarations (default: acls.toml beside the topics declarations); applied"
-        " when the broker has an authorizer, skipped with a note otherwise",
-    )
-    parser.add_argument(
-        "--config", metavar="FILE", help="TOML settings file (default: $BORDERMON_CONFIG)"
-    )
-    from bordermon.cli import KAFKA_SECURITY_SETTINGS, add_settings_options
-
-    add_settings_options(parser, *KAFKA_SECURITY_SETTINGS, with_config=False)
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=15.0,
-        metavar="SECONDS",
-        help="how long to wait for the broker (default 15)",
-    )
-
-
-def _settings_and_names(args: argparse.Namespace) -> tuple[Any, dict[str, str]]:
-    """Bootstrap and topic names from the settings (flags > env > config file > defaults).
-
-    A topic name equal to the settings' default does not override the declarations file, so a
-    deployment's own topics.toml can rename topics without setting anything else."""
-    from bordermon.settings import Settings
-
-    overrides = {
-        key.removeprefix("setting_"): value
-        for key, value in vars(args).items()
-        if key.startswith("setting_")
-    }
-    settings = Settings.load(overrides, config_file=getattr(args, "config", None))
-    defaults = Settings()
-    names: dict[str, str] = {}
-    for role in ROLES:
-        name = getattr(settings, f"{role}_topic")
-        if name != getattr(defaults, f"{role}_topic"):
-            names[role] = name
-    return settings, names
-
-
-def run(args: argparse.Namespace) -> int:
-    from bordermon.settings import SettingsError
-
-    try:
-        settings, names = _settings_and_names(args)
-        path = Path(args.file) if getattr(args, "file", None) else default_topics_file()
-        declarations = with_names(load_declarations(path), names)
-        acls_arg = getattr(args, "acls", None)
-        acls_path = Path(acls_arg) if acls_arg else default_acls_file(path)
-        acls = None
-        if acls_arg or acls_path.is_file():
-            acls = load_acls(
-                acls_path,
-                {d.role: d.name for d in declarations},
-                {"consumer_group": settings.consumer_group},
-            )
-        report = apply_topics(
-            settings.kafka_bootstrap,
-            declarations=declarations,
-            check_only=bool(getattr(args, "check", False)),
-            timeout=float(getattr(args, "timeout", 15.0)),
-            client_config=settings.kafka_client_config(),
-            acls=acls,
-        )
-    except BrokerUnreachable as error:
-        print(
-            f"bordermon topics: {error}: start it with `bordermon stack up`,"
-            " or point --bootstrap / BORDERMON_KAFKA_BOOTSTRAP at a running broker",
-            file=sys.stderr,
-        )
-        return 2
-    except (TopicDeclarationError, AclDeclarationError, SettingsError) as error:
-        print(f"bordermon topics: {error}", file=sys.stderr)
-        return 2
-    for line in report.lines():
-        print(line)
-    return 0 if report.ok else 1
-
-
-if __name__ == "__main__":
-    _parser = argparse.ArgumentParser(prog="python -m bordermon.topics", description=__doc__)
-    configure_parser(_parser)
-    sys.exit(run(_parser.parse_args()))

@@ -15,15 +15,13 @@ setting it here, then restarting the client.
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import secrets
-import sys
 from pathlib import Path
 
 SCRAM_ITERATIONS = 8192
-_USER = re.compile(r"[A-Za-z0-9._-]{1,128}")
+USER_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
 
 class UserError(Exception):
@@ -62,44 +60,3 @@ def set_password(admin: object, user: str, password: str, timeout: float = 15.0)
     except KafkaException as error:
         reason = error.args[0].str() if error.args else str(error)
         raise UserError(f"Kafka refused to set the password of {user}: {reason}") from None
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    from bordermon.cli import KAFKA_SECURITY_SETTINGS, add_settings_options
-
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter  # keep the example's lines
-    parser.add_argument("action", choices=("set-password",), help="create or rotate a user")
-    parser.add_argument("user", help="the Kafka user (principal User:<user>)")
-    parser.add_argument(
-        "--password-file",
-        required=True,
-        metavar="FILE",
-        help="the user's password (the file its clients use as kafka_password_file)",
-    )
-    parser.add_argument(
-        "--generate",
-        action="store_true",
-        help="first write a fresh random password to FILE (mode 0600); it is never printed",
-    )
-    add_settings_options(parser, "kafka_bootstrap", *KAFKA_SECURITY_SETTINGS)
-
-
-def run(args: argparse.Namespace) -> int:
-    from bordermon.cli import CommandError, load_settings
-    from bordermon.settings import read_secret_file
-    from bordermon.topics import admin_client
-
-    settings = load_settings(args)
-    if not _USER.fullmatch(args.user):
-        raise CommandError(f"{args.user!r} is not a user name (letters, digits, '.', '_', '-')")
-    path = Path(args.password_file)
-    if args.generate:
-        generate_password_file(path)
-    password = read_secret_file(str(path), "--password-file")
-    admin = admin_client(settings.kafka_bootstrap, settings.kafka_client_config())
-    try:
-        set_password(admin, args.user, password.reveal())
-    except UserError as error:
-        raise CommandError(str(error)) from None
-    print(f"users: SCRAM-SHA-512 password of {args.user} set from {path}", file=sys.stderr)
-    return 0

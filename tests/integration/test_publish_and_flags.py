@@ -7,9 +7,7 @@ once the lead has registered them, and through the module's own parser until the
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,14 +20,13 @@ from aiokafka.partitioner import DefaultPartitioner
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
 import bordermon.alerts.subscriber as flags_command
-import bordermon.scanner.publisher as publish_command
+from bordermon import cli
 from bordermon.core import InvalidCrossing, flag_id_for
 from bordermon.scanner.publisher import ScannerPublisher
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 QUIET = {"log_level": 0, "logger": lambda *args: None}  # keep librdkafka off stderr
-COMMANDS = {"publish": publish_command, "flags": flags_command}
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -178,20 +175,7 @@ def invoke(
     command: str, argv: list[str], capsys: pytest.CaptureFixture[str]
 ) -> tuple[int, str, str]:
     """Run `bordermon COMMAND ARGV...` in-process: exit code, stdout, stderr."""
-    from bordermon import cli
-    from bordermon.settings import SettingsError
-
-    if command in cli._MODULE_COMMANDS:
-        code = cli.main([command, *argv])
-    else:  # not wired into cli.py yet: the same parser and error handling as cli.main
-        module = COMMANDS[command]
-        parser = argparse.ArgumentParser(prog=f"bordermon {command}")
-        module.configure_parser(parser)
-        try:
-            code = module.run(parser.parse_args(argv))
-        except (cli.CommandError, SettingsError) as error:
-            print(f"bordermon: {error}", file=sys.stderr)
-            code = getattr(error, "exit_code", 2)
+    code = cli.main([command, *argv])
     out, err = capsys.readouterr()
     return code, out, err
 

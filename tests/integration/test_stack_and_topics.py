@@ -18,7 +18,9 @@ import pytest
 import redis
 from harness import free_port
 
-from bordermon import stack, topics
+from bordermon import stack
+from bordermon.cli import stack as stack_command
+from bordermon.cli import topics as topics_command
 from bordermon.topics import ROLES, Status, TopicDeclarationError, apply_topics
 
 pytestmark = pytest.mark.integration
@@ -26,13 +28,13 @@ pytestmark = pytest.mark.integration
 
 def _stack_args(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    stack.configure_parser(parser)
+    stack_command.configure_parser(parser)
     return parser.parse_args(list(argv))
 
 
 def _topics_args(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    topics.configure_parser(parser)
+    topics_command.configure_parser(parser)
     return parser.parse_args(list(argv))
 
 
@@ -88,7 +90,7 @@ def test_local_stack_reports_up_and_up_again_is_a_no_op(
     again = stack.up(quiet=True)
     assert time.monotonic() - started < 15
     assert {s.name: s.pid for s in again.services} == pids
-    assert stack.run(_stack_args("status")) == 0
+    assert stack_command.run(_stack_args("status")) == 0
 
 
 def test_status_of_a_port_nobody_listens_on_is_down(
@@ -96,7 +98,7 @@ def test_status_of_a_port_nobody_listens_on_is_down(
 ) -> None:
     monkeypatch.setenv("BORDERMON_STACK_KAFKA_PORT", str(free_port()))
     assert not stack.status(["kafka"], run_dir=tmp_path, quiet=True).all_up
-    assert stack.run(_stack_args("status", "kafka", "--run-dir", str(tmp_path))) == 1
+    assert stack_command.run(_stack_args("status", "kafka", "--run-dir", str(tmp_path))) == 1
     out = capsys.readouterr().out
     assert "kafka  down" in out and "bordermon stack up" in out
 
@@ -167,7 +169,7 @@ def test_missing_java_or_maven_is_one_clear_line(
     empty_bin.mkdir()
     monkeypatch.setenv("PATH", str(empty_bin))
     run_dir = str(tmp_path / "run")
-    assert stack.run(_stack_args("up", "kafka", "--run-dir", run_dir)) == 1
+    assert stack_command.run(_stack_args("up", "kafka", "--run-dir", run_dir)) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "Java 17+ is missing" in err[0] and "apt-get install" in err[0]
 
@@ -175,7 +177,7 @@ def test_missing_java_or_maven_is_one_clear_line(
     if not java.exists():
         return
     (empty_bin / "java").symlink_to(java)
-    assert stack.run(_stack_args("up", "kafka", "--run-dir", run_dir)) == 1
+    assert stack_command.run(_stack_args("up", "kafka", "--run-dir", run_dir)) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "Maven is missing" in err[0] and "apt-get install" in err[0]
 
@@ -217,14 +219,17 @@ def test_check_reports_missing_topics_and_creates_nothing(
     assert not set(names.values()) & set(existing)
 
     args = _topics_args("apply", "--check", "--bootstrap", kafka_bootstrap, *_name_flags(names))
-    assert topics.run(args) == 1
+    assert topics_command.run(args) == 1
     out = capsys.readouterr().out
     assert "missing" in out and "bordermon topics apply" in out
 
     assert (
-        topics.run(_topics_args("apply", "--bootstrap", kafka_bootstrap, *_name_flags(names))) == 0
+        topics_command.run(
+            _topics_args("apply", "--bootstrap", kafka_bootstrap, *_name_flags(names))
+        )
+        == 0
     )
-    assert topics.run(args) == 0
+    assert topics_command.run(args) == 0
     assert f"{len(ROLES)} ok" in capsys.readouterr().out
 
 
@@ -262,8 +267,11 @@ def test_drift_is_reported_and_left_alone(
     assert _topic_configs(kafka_admin, crossings.name)["retention.ms"] == "3600000"
 
     flags = _name_flags(names)
-    assert topics.run(_topics_args("apply", "--bootstrap", kafka_bootstrap, *flags)) == 1
-    assert topics.run(_topics_args("apply", "--check", "--bootstrap", kafka_bootstrap, *flags)) == 1
+    assert topics_command.run(_topics_args("apply", "--bootstrap", kafka_bootstrap, *flags)) == 1
+    assert (
+        topics_command.run(_topics_args("apply", "--check", "--bootstrap", kafka_bootstrap, *flags))
+        == 1
+    )
     out = capsys.readouterr().out
     assert "drift" in out and "partitions declared 6, found 5" in out
 
@@ -271,7 +279,7 @@ def test_drift_is_reported_and_left_alone(
 def test_unreachable_broker_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     bootstrap = f"127.0.0.1:{free_port()}"
     args = _topics_args("apply", "--check", "--bootstrap", bootstrap, "--timeout", "2")
-    assert topics.run(args) == 2
+    assert topics_command.run(args) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
     lines = captured.err.strip().splitlines()
@@ -285,7 +293,7 @@ def test_bad_declarations_file_is_exit_2(
     bad = tmp_path / "topics.toml"
     bad.write_text('[[topics]]\nrole = "crossings"\n')
     args = _topics_args("apply", "--file", str(bad), "--bootstrap", kafka_bootstrap)
-    assert topics.run(args) == 2
+    assert topics_command.run(args) == 2
     assert "`name` is missing" in capsys.readouterr().err
     with pytest.raises(TopicDeclarationError):
         apply_topics(kafka_bootstrap, bad)

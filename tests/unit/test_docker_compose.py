@@ -305,7 +305,7 @@ def test_every_command_exists_and_its_flags_parse() -> None:
             assert argv and argv[0] in choices, f"{name}: `bordermon {argv[:1]}` is no command"
             args = parse(argv, name)
             if argv[0] == "simulate":
-                from bordermon.simulate.cli import _spec_from_args
+                from bordermon.cli.simulate import _spec_from_args
 
                 _spec_from_args(args)  # its values, which `run` parses
             seen.add(argv[0])

@@ -13,8 +13,8 @@ import orjson
 import pytest
 from builders import crossing_doc
 
-import bordermon.alerts.subscriber as flags_command
-import bordermon.scanner.publisher as publish_command
+import bordermon.cli.flags as flags_command
+import bordermon.cli.publish as publish_command
 from bordermon.alerts.subscriber import (
     _SeenIds,
     decode_flag,
@@ -24,6 +24,7 @@ from bordermon.alerts.subscriber import (
     table_header,
     table_row,
 )
+from bordermon.cli.publish import Pacer, PublishStats, exit_code, summary
 from bordermon.core import InvalidCrossing
 from bordermon.jsonl import iter_lines
 from bordermon.kafka import NotAuthorized, _short_reason, unreachable_hint
@@ -31,12 +32,8 @@ from bordermon.scanner.publisher import (
     BrokerUnreachable,
     Delivery,
     DeliveryReport,
-    Pacer,
-    PublishStats,
     ScannerPublisher,
     TopicNotFound,
-    exit_code,
-    summary,
 )
 
 # --- a fake producer ----------------------------------------------------------------------------

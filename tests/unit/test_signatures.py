@@ -515,7 +515,7 @@ def test_the_sdk_without_a_key_sends_no_headers_and_needs_both_or_neither() -> N
 def test_publish_takes_the_scanner_key_and_id_as_settings() -> None:
     import argparse
 
-    import bordermon.scanner.publisher as publish_command
+    import bordermon.cli.publish as publish_command
     from bordermon.cli import load_settings
 
     parser = argparse.ArgumentParser()

@@ -29,6 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bordermon import simulate as simulator
+from bordermon.cli import simulate as simulate_command
 from bordermon.simulate import (
     DEFAULT_MIX,
     PATTERNS,
@@ -845,13 +846,13 @@ def test_spec_rejects_nonsense() -> None:
 
 def _cli(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bordermon simulate")
-    simulator.configure_parser(parser)
+    simulate_command.configure_parser(parser)
     return parser.parse_args(argv)
 
 
 def test_cli_writes_events_and_truth(tmp_path: Path) -> None:
     out, truth = tmp_path / "scans.jsonl", tmp_path / "truth.jsonl"
-    code = simulator.run(
+    code = simulate_command.run(
         _cli("--consignments", "150", "--seed", "9", "--out", str(out), "--truth", str(truth))
     )
     assert code == 0
@@ -873,7 +874,7 @@ def test_cli_writes_events_and_truth(tmp_path: Path) -> None:
 def test_cli_start_moves_the_timeline(tmp_path: Path) -> None:
     out = tmp_path / "scans.jsonl"
     args = _cli("--consignments", "20", "--start", "2025-06-01T12:00:00+05:00", "--out", str(out))
-    assert simulator.run(args) == 0
+    assert simulate_command.run(args) == 0
     instants = [_instant(json.loads(line)["observed_at"]) for line in out.read_bytes().splitlines()]
     start = datetime(2025, 6, 1, 7, tzinfo=UTC)
     assert all(at is not None and start <= at <= start + timedelta(days=120) for at in instants)
@@ -901,7 +902,7 @@ def test_cli_start_moves_the_timeline(tmp_path: Path) -> None:
 def test_cli_bad_arguments_give_one_line_and_exit_2(
     argv: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert simulator.run(_cli(*argv)) == 2
+    assert simulate_command.run(_cli(*argv)) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
     assert len(captured.err.strip().splitlines()) == 1
@@ -912,7 +913,7 @@ def test_cli_rate_paces_the_output(tmp_path: Path) -> None:
     out = tmp_path / "scans.jsonl"
     started = time.monotonic()
     args = _cli("--consignments", "20", "--rate", "100", "--out", str(out), "--malformed-rate", "0")
-    assert simulator.run(args) == 0
+    assert simulate_command.run(args) == 0
     count = len(out.read_bytes().splitlines())
     assert time.monotonic() - started >= (count - 1) / 100 * 0.9
 

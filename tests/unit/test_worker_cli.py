@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-import bordermon.processor.worker as worker_command
+import bordermon.cli.worker as worker_command
 from bordermon.cli import main
 
 BAD_REDIS_URLS = [

@@ -25,8 +25,11 @@ at its next save. The timeouts below bound how long a dead or paused worker hold
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import os
+import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -96,10 +99,6 @@ def new_faust_app(
     the in-memory store that leaves it empty; it goes in a private temporary directory,
     removed at exit, instead of the directory the worker was started from.
     """
-    import atexit
-    import shutil
-    import tempfile
-
     datadir = tempfile.mkdtemp(prefix="bordermon-faust-")
     atexit.register(shutil.rmtree, datadir, ignore_errors=True)
     return faust.App(

@@ -20,10 +20,9 @@ Modules: `spec` (SimulationSpec, patterns, mix), `reference` (CHPL, checkpoints,
 `ids` (event, consignment, container, seal, batch and permit ids), `patterns` (what happens to
 the goods, as plans of scans), `scan` (one scan as JSON), `feed` (delivery order, lateness,
 duplicates), `malformed` (lines broken on purpose), `truth` (the ground truth), `generator`
-(the run), `cli` (`bordermon simulate`).
+(the run). The command line is `bordermon.cli.simulate` (`bordermon simulate`).
 """
 
-from bordermon.simulate.cli import configure_parser, main, run
 from bordermon.simulate.generator import generate, simulate
 from bordermon.simulate.spec import DEFAULT_MIX, DEFAULT_START, PATTERNS, SimulationSpec
 from bordermon.simulate.truth import (
@@ -47,10 +46,7 @@ __all__ = [
     "MalformedTruth",
     "SimulationSpec",
     "TruthRecord",
-    "configure_parser",
     "flag_id",
     "generate",
-    "main",
-    "run",
     "simulate",
 ]

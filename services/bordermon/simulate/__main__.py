@@ -2,6 +2,6 @@
 
 import sys
 
-from bordermon.simulate.cli import main
+from bordermon.cli.simulate import main
 
 sys.exit(main())

@@ -12,6 +12,7 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
+from importlib.resources import files
 from pathlib import Path
 from typing import Final
 
@@ -55,10 +56,8 @@ def _read_data(name: str) -> str:
     the simulator must stay independent of (and must keep working while it is being changed).
     """
     try:
-        from importlib.resources import files
-
         return (files("bordermon") / "core" / "data" / name).read_text(encoding="utf-8")
-    except (ImportError, OSError, TypeError, ValueError):
+    except (OSError, TypeError, ValueError):
         return (Path(__file__).resolve().parents[1] / "core" / "data" / name).read_text(
             encoding="utf-8"
         )

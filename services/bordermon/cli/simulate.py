@@ -16,10 +16,14 @@ from typing import IO
 
 import orjson
 
+from bordermon import simulate as library
 from bordermon.progress import Progress
 from bordermon.simulate.generator import generate
 from bordermon.simulate.spec import DEFAULT_MIX, DEFAULT_START, PATTERNS, SimulationSpec
 from bordermon.simulate.truth import TruthRecord
+
+HELP = "write realistic synthetic crossing events"
+DESCRIPTION = library.__doc__
 
 _EPILOG = """\
 Equal options give byte-identical output (default seed 42, default start 2024-03-01T00:00:00Z).
@@ -256,10 +260,6 @@ def _silence_stdout() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Stand-alone entry point: `python -m bordermon.simulate --help`."""
-    import bordermon.simulate
-
-    parser = argparse.ArgumentParser(
-        prog="bordermon simulate", description=bordermon.simulate.__doc__
-    )
+    parser = argparse.ArgumentParser(prog="bordermon simulate", description=DESCRIPTION)
     configure_parser(parser)
     return run(parser.parse_args(argv))

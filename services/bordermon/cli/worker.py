@@ -1,0 +1,109 @@
+"""`bordermon worker`: run a stream processor (faust, state in Redis)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from bordermon.cli.common import (
+    KAFKA_SECURITY_SETTINGS,
+    CommandError,
+    add_settings_options,
+    load_settings,
+)
+from bordermon.processor import worker as library
+from bordermon.processor.worker import WorkerSetupError, preflight, serve_metrics
+
+HELP = "run a stream processor (faust, state in Redis)"
+DESCRIPTION = library.__doc__
+
+WORKER_SETTINGS = (
+    "kafka_bootstrap",
+    "redis_url",
+    "crossings_topic",
+    "flags_topic",
+    "dead_letter_topic",
+    "links_topic",
+    "consumer_group",
+    "rules",
+    "window",
+    "relabel_window",
+    "monitored_country",
+    "destinations_of_concern",
+    "watchlists",
+    "export_controls",
+    "state_ttl",
+    "link_state_ttl",
+    "metrics_port",
+    "require_signatures",
+    "scanner_registry",
+    *KAFKA_SECURITY_SETTINGS,
+    "redis_password_file",
+)
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    add_settings_options(parser, *WORKER_SETTINGS)
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="log level (default info)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import faust
+
+    from bordermon.metrics import CONFIG_INFO
+    from bordermon.processor.app import create_app
+    from bordermon.stores.base import LINKS
+    from bordermon.stores.redis_store import LINK_PREFIX, RedisStore
+
+    settings = load_settings(args)
+    config = settings.detection_config()
+    registry = settings.load_scanner_registry()
+    try:
+        preflight(settings)
+    except WorkerSetupError as error:
+        raise CommandError(str(error)) from None
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    log = logging.getLogger("bordermon.worker")
+    store = RedisStore.from_url(
+        settings.redis_url,
+        ttl_seconds=settings.state_ttl_seconds,
+        password=settings.redis_password,
+    )
+    link_store = RedisStore.from_url(
+        settings.redis_url,
+        ttl_seconds=settings.link_state_ttl_seconds,
+        password=settings.redis_password,
+        prefix=LINK_PREFIX,
+        codec=LINKS,
+    )
+    app = create_app(settings, config, store, link_store, registry=registry)
+    if settings.metrics_port:
+        try:
+            serve_metrics(settings.metrics_port, log)
+        except WorkerSetupError as error:
+            raise CommandError(str(error)) from None
+    CONFIG_INFO.info(
+        {
+            "window_seconds": str(config.window_seconds),
+            "monitored_country": config.monitored_country,
+            "destinations_of_concern": ",".join(sorted(config.destinations_of_concern)),
+            "watchlist_codes": str(len(config.watchlist)),
+            "crossings_topic": settings.crossings_topic,
+            "flags_topic": settings.flags_topic,
+        }
+    )
+    log.info("starting worker: %s", settings)
+    if registry is not None:
+        log.info(
+            "signed scans required: %d scanner(s) in %s", len(registry), settings.scanner_registry
+        )
+    worker = faust.Worker(app, loglevel=args.log_level.upper(), quiet=True)
+    worker.execute_from_commandline()
+    return 0

@@ -36,7 +36,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bordermon.stack import Answer, Context, Probe, StackError, ensure_debian_package, probe_kafka
+from bordermon.stack_base import (
+    Answer,
+    Context,
+    Probe,
+    StackError,
+    ensure_debian_package,
+    probe_kafka,
+)
 
 ProbeHook = Callable[[int, float], Probe]
 

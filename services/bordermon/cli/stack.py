@@ -6,7 +6,8 @@ import argparse
 import sys
 
 from bordermon import stack as library
-from bordermon.stack import DEFAULT_TIMEOUT_S, RUN_DIR_ENV, SERVICES, StackError, down, status, up
+from bordermon.stack import DEFAULT_TIMEOUT_S, RUN_DIR_ENV, SERVICES, down, status, up
+from bordermon.stack_base import StackError
 
 HELP = "run the local Kafka, Redis and Prometheus (no Docker needed)"
 DESCRIPTION = library.__doc__

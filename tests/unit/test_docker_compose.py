@@ -875,3 +875,19 @@ def test_secure_start_order() -> None:
                 assert "healthcheck" in SECURE_SERVICES[dependency], dependency
             if condition == "service_completed_successfully":
                 assert SECURE_SERVICES[dependency].get("restart", "no") == "no", dependency
+
+
+def test_the_readme_says_how_to_run_secure_add_a_scanner_and_rotate_in_docker() -> None:
+    readme = (REPO / "README.md").read_text("utf-8")
+    section = readme.partition("### Secure, with Docker")[2].partition("\n## ")[0]
+    assert section, "README has a 'Secure, with Docker' section"
+    script = SECRETS_SCRIPT.read_text("utf-8")
+    assert f"docker compose -f {SECURE_FILE.name} up" in section
+    for action in ("add-user", "rotate"):
+        assert f"run --rm secrets {action} " in section, action
+        assert re.search(rf"^\s*[\w| -]*\b{action}\b[\w| -]*\)$", script, re.MULTILINE), (
+            f"the script does {action}"
+        )
+    for name in re.findall(r"restart ([\w -]+)", section):
+        for service in name.split():
+            assert service in SECURE_SERVICES, f"README restarts unknown service {service}"

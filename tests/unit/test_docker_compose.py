@@ -888,6 +888,6 @@ def test_the_readme_says_how_to_run_secure_add_a_scanner_and_rotate_in_docker() 
         assert re.search(rf"^\s*[\w| -]*\b{action}\b[\w| -]*\)$", script, re.MULTILINE), (
             f"the script does {action}"
         )
-    for name in re.findall(r"restart ([\w -]+)", section):
+    for name in re.findall(r"\.yml restart ([\w -]+)", section):
         for service in name.split():
             assert service in SECURE_SERVICES, f"README restarts unknown service {service}"

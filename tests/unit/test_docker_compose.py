@@ -497,3 +497,397 @@ def test_mounted_host_paths_exist() -> None:
     missing = sorted(source for _, source in mounts if not (REPO / source).exists())
     assert not missing, f"docker-compose.yml mounts paths the repo lacks: {missing}"
     assert PROMETHEUS_CONFIG.is_file()
+
+
+# --- docker-compose.secure.yml: the same pipeline, secure ---------------------------------------
+#
+# The secure stack's file is checked like the plaintext one and against what makes it secure:
+# the secure local stack's Kafka properties (deploy/local/server-secure.properties.template),
+# the ACLs (topics/acls.toml) each principal needs for what its service does, and the secrets
+# (made by deploy/docker/secure-secrets.sh into a volume; no password in the file; each service
+# mounts only its own folder, read-only).
+
+SECURE_FILE = REPO / "docker-compose.secure.yml"
+SECURE: dict[str, Any] = yaml.safe_load(SECURE_FILE.read_text("utf-8"))
+SECURE_SERVICES: dict[str, dict[str, Any]] = SECURE["services"]
+SECURE_TEMPLATE = REPO / "deploy" / "local" / "server-secure.properties.template"
+SECRETS_SCRIPT = REPO / "deploy" / "docker" / "secure-secrets.sh"
+KAFKA_START_SCRIPT = REPO / "deploy" / "docker" / "kafka-secure-start.sh"
+CLIENT_SECRETS = "/run/secrets/bordermon"
+KAFKA_CONFIG_DIR = "/mnt/shared/config"
+"""Where the apache/kafka image reads a mounted server.properties (its "file input")."""
+PRINCIPALS = {
+    "topics": "admin",
+    "worker": "worker",
+    "scanner-feed": "scanner",
+    "flags": "subscriber",
+}
+"""The Kafka user of each bordermon client service of the secure stack."""
+
+
+def secure_clients() -> dict[str, dict[str, Any]]:
+    """The bordermon services of the secure file that run `bordermon` (not the secrets tool)."""
+    return {
+        name: service
+        for name, service in SECURE_SERVICES.items()
+        if isinstance(service.get("build"), dict)
+        and service["build"].get("dockerfile") == DOCKERFILE
+        and name != "secrets"
+    }
+
+
+def secret_mounts(service: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Mounts of the `secrets` volume: container path -> the long-syntax entry."""
+    mounts: dict[str, dict[str, Any]] = {}
+    for volume in service.get("volumes") or []:
+        if isinstance(volume, dict) and volume.get("source") == "secrets":
+            mounts[str(volume["target"])] = volume
+        elif isinstance(volume, str) and volume.split(":")[0] == "secrets":
+            mounts[volume.split(":")[1]] = {"target": volume.split(":")[1], "short": volume}
+    return mounts
+
+
+def in_secret_mount(service: dict[str, Any], path: str) -> dict[str, Any] | None:
+    for target, mount in secret_mounts(service).items():
+        if PurePosixPath(target) in PurePosixPath(path).parents:
+            return mount
+    return None
+
+
+def secure_settings(name: str, tmp_path: Path) -> Settings:
+    """Settings of a secure client service, its mounted secret files replaced by local ones."""
+    env = environment(SECURE_SERVICES[name])
+    local = tmp_path / name
+    local.mkdir(parents=True, exist_ok=True)
+    for file in ("kafka.password", "redis.password", "ca.pem"):
+        path = local / file
+        path.write_text("not-a-real-secret\n")
+        path.chmod(0o600)
+    env = {key: value.replace(CLIENT_SECRETS, str(local)) for key, value in env.items()}
+    return Settings.load(environ=env)
+
+
+def kafka_properties_from_env(env: dict[str, str]) -> dict[str, str]:
+    """KAFKA_* variables as the apache/kafka image turns them into server.properties lines (and
+    kafka-secure-start.sh for the format); compose has already turned `$$` into `$`."""
+    excluded = {"KAFKA_VERSION", "KAFKA_HEAP_OPTS", "KAFKA_OPTS", "KAFKA_JMX_OPTS"}
+    properties = {}
+    for name, value in env.items():
+        if name.startswith("KAFKA_") and name not in excluded:
+            key = name.removeprefix("KAFKA_").lower().replace("_", ".")
+            key = key.replace("...", "-").replace("..", "_")
+            properties[key] = value.replace("$$", "$")
+    return properties
+
+
+def template_properties() -> dict[str, str]:
+    """The secure template's keys and values (its `$$` is string.Template's escaped `$`)."""
+    properties = {}
+    for line in SECURE_TEMPLATE.read_text("utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            properties[key.strip()] = value.strip().replace("$$", "$")
+    return properties
+
+
+def test_the_secure_stack_has_the_same_services_and_a_project_of_its_own() -> None:
+    assert set(SERVICES) | {"secrets"} == set(SECURE_SERVICES)
+    assert set(secure_clients()) == set(PRINCIPALS)
+    assert SECURE["name"] != COMPOSE["name"], "its own volumes: never the plaintext Kafka storage"
+    for name, service in SECURE_SERVICES.items():
+        if name in SERVICES and "image" in SERVICES[name]:
+            assert service["image"] == SERVICES[name]["image"], f"{name}: the same image"
+    declared = set(SECURE.get("volumes") or {})
+    assert {"secrets", "kafka-data", "redis-data"} <= declared
+    for name, service in SECURE_SERVICES.items():
+        for volume in service.get("volumes") or []:
+            source = volume.get("source") if isinstance(volume, dict) else volume.split(":")[0]
+            if isinstance(volume, dict) and volume.get("type") == "bind":
+                continue
+            if not str(source).startswith((".", "/")):
+                assert source in declared, f"{name}: volume {source} is not declared"
+    for name, service in SECURE_SERVICES.items():
+        for source in host_mounts(service):
+            assert (REPO / source).exists(), f"{name} mounts {source}, which the repo lacks"
+
+
+def test_secure_bordermon_variables_are_settings() -> None:
+    for name, service in SECURE_SERVICES.items():
+        for variable in environment(service):
+            if variable.startswith("BORDERMON_"):
+                assert variable in SETTINGS_VARIABLES, f"{name}: {variable} is not a setting"
+
+
+def test_secure_clients_run_the_same_commands_and_they_parse() -> None:
+    for name, service in secure_clients().items():
+        argvs = bordermon_commands(name, service)
+        for argv in argvs:
+            parse(argv, f"{SECURE_FILE.name} {name}")
+        assert argvs == bordermon_commands(name, SERVICES[name]), f"{name}: same as plaintext"
+
+
+def test_each_secure_client_logs_in_as_its_own_principal(tmp_path: Path) -> None:
+    advertised = environment(SECURE_SERVICES["kafka"])["KAFKA_ADVERTISED_LISTENERS"].split(",")
+    protocols = dict(
+        item.split(":", 1)
+        for item in environment(SECURE_SERVICES["kafka"])[
+            "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"
+        ].split(",")
+    )
+    for name, principal in PRINCIPALS.items():
+        service = SECURE_SERVICES[name]
+        env = environment(service)
+        settings = secure_settings(name, tmp_path)
+        assert settings.kafka_security_protocol == "SASL_SSL", name
+        assert settings.kafka_sasl_mechanism == "SCRAM-SHA-512", name
+        assert settings.kafka_username == principal, name
+        (listener,) = [a for a in advertised if a.endswith(f"//{settings.kafka_bootstrap}")]
+        assert protocols[listener.split("://")[0]] == "SASL_SSL", f"{name}: {listener}"
+        # Its files are in its own folder of the secrets volume, mounted read-only.
+        (mount,) = secret_mounts(service).values()
+        assert mount["target"] == CLIENT_SECRETS, name
+        assert mount.get("read_only") is True, f"{name}: secrets mounted read-only"
+        assert mount.get("volume", {}).get("subpath") == f"client-{principal}", (
+            f"{name} mounts only the secrets of {principal}"
+        )
+        for setting in ("kafka_password_file", "kafka_ca_file"):
+            path = env[f"BORDERMON_{setting.upper()}"]
+            assert in_secret_mount(service, path) is mount, f"{name}: {setting} {path}"
+        # Only the workers use Redis: as `bordermon`, over TLS, the password from a file.
+        if name == "worker":
+            assert settings.redis_url.startswith("rediss://bordermon@redis:6379/"), name
+            assert f"ssl_ca_certs={CLIENT_SECRETS}/ca.pem" in env["BORDERMON_REDIS_URL"]
+            assert in_secret_mount(service, env["BORDERMON_REDIS_PASSWORD_FILE"]) is mount
+            assert settings.redis_password is not None
+        else:
+            assert "BORDERMON_REDIS_PASSWORD_FILE" not in env, f"{name} needs no Redis"
+
+
+def _allowed(acls: list[Any], principal: str, resource: str, name: str, operation: str) -> bool:
+    for acl in acls:
+        if acl.principal != f"User:{principal}" or acl.resource != resource:
+            continue
+        if acl.operation not in (operation, "ALL"):
+            continue
+        if acl.name == name if acl.pattern == "LITERAL" else name.startswith(acl.name):
+            return True
+    return False
+
+
+def test_the_acls_allow_each_principal_what_its_service_does(tmp_path: Path) -> None:
+    from bordermon.acls import load_acls
+
+    kafka = kafka_properties_from_env(environment(SECURE_SERVICES["kafka"]))
+    super_users = kafka["super.users"].split(";")
+    names = {d.role: d.name for d in load_declarations(REPO / "topics" / "topics.toml")}
+
+    def acls_for(service: str) -> list[Any]:
+        settings = secure_settings(service, tmp_path / f"acls-{service}")
+        return load_acls(
+            REPO / "topics" / "acls.toml", names, {"consumer_group": settings.consumer_group}
+        )
+
+    # topics: creates topics and ACLs, which only a super user may.
+    assert f"User:{PRINCIPALS['topics']}" in super_users
+    # The scanner feed publishes crossings, and may do nothing else.
+    acls = acls_for("scanner-feed")
+    _simulate, publish = bordermon_commands("scanner-feed", SECURE_SERVICES["scanner-feed"])
+    assert publish[0] == "publish"
+    scanner = {(a.resource, a.name, a.operation) for a in acls if a.principal == "User:scanner"}
+    assert scanner == {("TOPIC", names["crossings"], "WRITE")}
+    # The workers: read crossings and links, write flags, links and dead letters, in their group.
+    acls = acls_for("worker")
+    group = secure_settings("worker", tmp_path / "acls-worker").consumer_group
+    for resource, name, operation in [
+        ("TOPIC", names["crossings"], "READ"),
+        ("TOPIC", names["links"], "READ"),
+        ("TOPIC", names["links"], "WRITE"),
+        ("TOPIC", names["flags"], "WRITE"),
+        ("TOPIC", names["dead_letter"], "WRITE"),
+        ("GROUP", group, "READ"),
+    ]:
+        assert _allowed(acls, "worker", resource, name, operation), (resource, name, operation)
+    # flags: reads the flags topic in the group `bordermon flags` picks (alerts/subscriber.py:
+    # --group, else <consumer_group>.flags-cli, else with --from-beginning bordermon-flags-<hex>).
+    acls = acls_for("flags")
+    (argv,) = bordermon_commands("flags", SECURE_SERVICES["flags"])
+    args = parse(argv, "flags")
+    consumer_group = secure_settings("flags", tmp_path / "acls-flags").consumer_group
+    if args.group:
+        flags_group = args.group
+    elif not args.from_beginning:
+        flags_group = consumer_group + ".flags-cli"
+    else:
+        flags_group = "bordermon-flags-0123456789ab"
+    assert _allowed(acls, "subscriber", "TOPIC", names["flags"], "READ")
+    assert _allowed(acls, "subscriber", "GROUP", flags_group, "READ"), flags_group
+    assert not _allowed(acls, "subscriber", "TOPIC", names["crossings"], "READ")
+    # Nobody but a super user creates, deletes or alters anything.
+    for acl in acls:
+        assert acl.operation in {"READ", "WRITE", "DESCRIBE"}, acl
+
+
+def test_secure_kafka_has_the_security_of_the_secure_local_stack() -> None:
+    service = SECURE_SERVICES["kafka"]
+    kafka = kafka_properties_from_env(environment(service))
+    template = template_properties()
+    secret_keys = {key for key, value in template.items() if "_password}" in value}
+    assert secret_keys == {
+        "ssl.keystore.password",
+        "ssl.key.password",
+        "listener.name.client.scram-sha-512.sasl.jaas.config",
+    }
+    placed = {"listeners", "advertised.listeners", "listener.security.protocol.map"}
+    for key, value in template.items():
+        if key in secret_keys or key in placed:
+            continue
+        if "${tls_dir}" in value:
+            # Locations: the same files, in the mounted folder secure-secrets.sh fills.
+            assert kafka[key] == f"{KAFKA_CONFIG_DIR}/{PurePosixPath(value).name}", key
+            assert in_secret_mount(service, kafka[key]) is not None, key
+            continue
+        assert kafka.get(key) == value, f"{key}: {kafka.get(key)!r}, template {value!r}"
+    # The listeners: the template's CLIENT and CONTROLLER, plus HOST for clients on the host.
+    template_protocols = dict(
+        item.split(":") for item in template["listener.security.protocol.map"].split(",")
+    )
+    protocols = dict(item.split(":") for item in kafka["listener.security.protocol.map"].split(","))
+    assert protocols == {**template_protocols, "HOST": "SASL_SSL"}
+    assert not any("SSL" in name or "SASL" in name for name in protocols), (
+        "listener names with SSL/SASL_ make the image's configure step demand its own variables"
+    )
+    assert (
+        kafka["listener.name.host.scram-sha-512.sasl.jaas.config"]
+        .rstrip()
+        .endswith("ScramLoginModule required;")
+    ), "HOST checks SCRAM logins (no credentials of its own)"
+    # The secret keys are in no variable: secure-secrets.sh writes them to the mounted file.
+    script = SECRETS_SCRIPT.read_text("utf-8")
+    for key in secret_keys:
+        assert key not in kafka, f"{key} holds a password: not in the compose file"
+        assert f"{key}=" in script, f"secure-secrets.sh writes {key}"
+    config_mount = secret_mounts(service)[KAFKA_CONFIG_DIR]
+    assert config_mount.get("read_only") is True
+    assert config_mount["volume"]["subpath"] == "kafka"
+    # Users at format time: the start script formats with the hashes secure-secrets.sh wrote.
+    entrypoint = as_list(service["entrypoint"])
+    start = container_path_to_repo(service, entrypoint[-1])
+    assert start == KAFKA_START_SCRIPT
+    start_text = KAFKA_START_SCRIPT.read_text("utf-8")
+    assert f"CONFIG_DIR={KAFKA_CONFIG_DIR}\n" in start_text
+    assert "--add-scram" in start_text and '"$CONFIG_DIR/scram-args"' in start_text
+    assert "exec /etc/kafka/docker/run" in start_text
+    assert "kafka_format_args" in script and "scram-args" in script
+    health = " ".join(as_list(service["healthcheck"]["test"]))
+    assert f"--command-config {KAFKA_CONFIG_DIR}/admin-client.properties" in health
+    assert re.fullmatch(r"[A-Za-z0-9_-]{22}", environment(service)["CLUSTER_ID"])
+
+
+def test_secure_redis_is_tls_only_with_the_acl_file() -> None:
+    service = SECURE_SERVICES["redis"]
+    command = as_list(service["command"])
+    assert command[0] == "redis-server"
+
+    def option(name: str) -> str:
+        return command[command.index(name) + 1]
+
+    assert option("--port") == "0", "no plaintext port"
+    assert option("--tls-port") == "6379"
+    assert option("--appendonly") == "yes" and option("--appendfsync") == "always"
+    for name in ("--tls-cert-file", "--tls-key-file", "--tls-ca-cert-file", "--aclfile"):
+        mount = in_secret_mount(service, option(name))
+        assert mount is not None and mount.get("read_only") is True, name
+        assert mount["volume"]["subpath"] == "redis"
+    assert "redis_acl" in SECRETS_SCRIPT.read_text("utf-8"), "secure_stack's ACL file"
+    assert "--tls" in as_list(service["healthcheck"]["test"])[1]
+
+
+def test_no_password_in_the_secure_compose_file() -> None:
+    text = SECURE_FILE.read_text("utf-8")
+    assert not re.search(r"password\s*=\s*\"?[^\s\"$]", text, re.IGNORECASE)
+    assert not re.search(r"rediss?://[^@/\s:]+:[^@/\s]+@", text), "no password in a URL"
+    assert not re.search(r"requirepass|--pass\b|>\w", text.replace(">-", ""))
+    for name, service in SECURE_SERVICES.items():
+        for variable, value in environment(service).items():
+            if re.search(r"PASSWORD|SECRET|CREDENTIAL", variable):
+                assert variable.endswith("_FILE"), f"{name}: {variable} holds a secret"
+                assert in_secret_mount(service, value) is not None, f"{name}: {variable}"
+
+
+def test_secret_files_are_mounted_read_only_and_made_by_the_secrets_service() -> None:
+    secrets = SECURE_SERVICES["secrets"]
+    assert secrets.get("restart") == "no" and secrets.get("user") == "root"
+    entrypoint = as_list(secrets["entrypoint"])
+    assert container_path_to_repo(secrets, entrypoint[-1]) == SECRETS_SCRIPT
+    assert secret_mounts(secrets), "the secrets service writes the volume"
+    for name, service in SECURE_SERVICES.items():
+        if name == "secrets":
+            continue
+        for target, mount in secret_mounts(service).items():
+            assert mount.get("read_only") is True, f"{name}: {target} read-only"
+            assert mount.get("volume", {}).get("subpath"), f"{name}: only its own folder"
+        if secret_mounts(service):
+            assert depends_on(service).get("secrets") == "service_completed_successfully" or any(
+                depends_on(SECURE_SERVICES[d]).get("secrets") == "service_completed_successfully"
+                for d in depends_on(service)
+            ), f"{name} starts after the secrets exist"
+    # The folders the services mount are the ones the script fills, owned by their readers.
+    script = SECRETS_SCRIPT.read_text("utf-8")
+    uid = re.search(r"--uid (\d+)", (REPO / DOCKERFILE).read_text("utf-8"))
+    assert uid and f"CLIENT_UID=${{CLIENT_UID:-{uid.group(1)}}}" in script
+    assert "umask 077" in script and "chmod 700" in script
+    # The rotate/add-user step runs `bordermon users set-password` as admin: it parses.
+    parse(["users", "set-password", "scanner", "--password-file", "/secrets/x"], "secrets")
+    assert environment(secrets)["BORDERMON_KAFKA_USERNAME"] == "admin"
+
+
+def test_the_secure_scripts_are_valid_bash() -> None:
+    import shutil
+    import subprocess
+
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("no bash")
+    for script in (SECRETS_SCRIPT, KAFKA_START_SCRIPT):
+        result = subprocess.run(
+            [bash, "-n", str(script)], check=False, capture_output=True, text=True
+        )
+        assert result.returncode == 0, f"{script.name}: {result.stderr}"
+
+
+def test_secure_start_order() -> None:
+    expected = {
+        "kafka": {"secrets": "service_completed_successfully"},
+        "redis": {"secrets": "service_completed_successfully"},
+        "topics": {"kafka": "service_healthy"},
+        "worker": {"topics": "service_completed_successfully", "redis": "service_healthy"},
+        "scanner-feed": {"topics": "service_completed_successfully"},
+        "flags": {"topics": "service_completed_successfully"},
+    }
+    for name, conditions in expected.items():
+        actual = depends_on(SECURE_SERVICES[name])
+        for dependency, condition in conditions.items():
+            assert actual.get(dependency) == condition, f"{name} -> {dependency}"
+    for name, service in SECURE_SERVICES.items():
+        for dependency, condition in depends_on(service).items():
+            assert dependency in SECURE_SERVICES and dependency != name, f"{name}: {dependency}"
+            if condition == "service_healthy":
+                assert "healthcheck" in SECURE_SERVICES[dependency], dependency
+            if condition == "service_completed_successfully":
+                assert SECURE_SERVICES[dependency].get("restart", "no") == "no", dependency
+
+
+def test_the_readme_says_how_to_run_secure_add_a_scanner_and_rotate_in_docker() -> None:
+    readme = (REPO / "README.md").read_text("utf-8")
+    section = readme.partition("### Secure, with Docker")[2].partition("\n## ")[0]
+    assert section, "README has a 'Secure, with Docker' section"
+    script = SECRETS_SCRIPT.read_text("utf-8")
+    assert f"docker compose -f {SECURE_FILE.name} up" in section
+    for action in ("add-user", "rotate"):
+        assert f"run --rm secrets {action} " in section, action
+        assert re.search(rf"^\s*[\w| -]*\b{action}\b[\w| -]*\)$", script, re.MULTILINE), (
+            f"the script does {action}"
+        )
+    for name in re.findall(r"\.yml restart ([\w -]+)", section):
+        for service in name.split():
+            assert service in SECURE_SERVICES, f"README restarts unknown service {service}"

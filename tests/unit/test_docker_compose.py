@@ -891,3 +891,9 @@ def test_the_readme_says_how_to_run_secure_add_a_scanner_and_rotate_in_docker() 
     for name in re.findall(r"\.yml restart ([\w -]+)", section):
         for service in name.split():
             assert service in SECURE_SERVICES, f"README restarts unknown service {service}"
+
+
+def test_the_image_has_the_openssl_command_the_secrets_service_runs() -> None:
+    # python:*-slim ships libssl but not the `openssl` command that secure-secrets.sh calls.
+    runs = [rest for key, rest in dockerfile_instructions() if key == "RUN"]
+    assert any("install" in run and "openssl" in run for run in runs), runs

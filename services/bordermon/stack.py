@@ -483,6 +483,10 @@ def _redis_command(ctx: Context, port: int) -> list[str]:
         "yes",
         "--appendonly",
         "yes",
+        # fsync every write: the worker commits its offsets once a save is acknowledged, so
+        # the save must survive a Redis crash (SPEC §6; the chaos suite kills Redis).
+        "--appendfsync",
+        "always",
         "--dir",
         str(ctx.data("redis")),
         "--logfile",

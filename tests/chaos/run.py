@@ -193,11 +193,10 @@ class PrivateStack:
             self.redis_up = True
 
     def _redis_durable(self) -> None:
-        """`bordermon stack` runs Redis with AOF on and Redis's default fsync, everysec. This
-        suite kills the process, not the machine: what Redis wrote survives in the page cache.
-        But under everysec Redis may postpone an AOF write (up to 2 s, while a background fsync
-        is slow) and still answer the client; with `always`, what a worker was told is saved is
-        in the AOF before the reply. Set again after every restart (CONFIG SET is not saved)."""
+        """Check that Redis runs with AOF and fsync on every write, as `bordermon stack` starts
+        it (and set it, for a stack that predates that). Under `everysec` Redis may postpone an
+        AOF write (up to 2 s, while a background fsync is slow) and still answer the client;
+        with `always`, what a worker was told is saved is in the AOF before the reply."""
         client: redis.Redis[bytes] = redis.Redis.from_url(self.redis_url)
         try:
             client.config_set("appendfsync", "always")

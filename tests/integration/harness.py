@@ -204,3 +204,22 @@ def read_topic(
 
 def flags_of(messages: list[Any]) -> list[dict[str, Any]]:
     return [orjson.loads(message.value()) for message in messages]
+
+
+def assert_redeliveries_identical(flags: list[dict[str, Any]]) -> None:
+    """SPEC §5/§6: a flag delivered again (after a crash) is the very same flag, detected_at
+    included."""
+    first_seen: dict[str, dict[str, Any]] = {}
+    for flag in flags:
+        assert first_seen.setdefault(flag["flag_id"], flag) == flag
+
+
+def assert_flags_as_replayed(
+    flags: list[dict[str, Any]], replayed: dict[str, dict[str, Any]]
+) -> None:
+    """Each streamed flag equals replay's flag of the same id, all but `detected_at`."""
+    for flag in flags:
+        expected = replayed[flag["flag_id"]]
+        assert {k: v for k, v in flag.items() if k != "detected_at"} == {
+            k: v for k, v in expected.items() if k != "detected_at"
+        }

@@ -15,6 +15,8 @@ import orjson
 import pytest
 import redis
 from harness import (
+    assert_flags_as_replayed,
+    assert_redeliveries_identical,
     event,
     flags_of,
     publish_keyed,
@@ -163,11 +165,7 @@ def test_stream_and_replay_give_the_same_flag_ids(
             read_topic(kafka_bootstrap, unique_topics.flags, until_count=len(expected))
         )
     assert {f["flag_id"] for f in flags} == set(expected)
-    for flag in flags:
-        replayed = expected[flag["flag_id"]]
-        assert {k: v for k, v in flag.items() if k != "detected_at"} == {
-            k: v for k, v in replayed.items() if k != "detected_at"
-        }
+    assert_flags_as_replayed(flags, expected)
 
 
 def test_sigkill_mid_stream_loses_no_flag_and_makes_no_new_id(
@@ -198,9 +196,7 @@ def test_sigkill_mid_stream_loses_no_flag_and_makes_no_new_id(
         )
     ids = [f["flag_id"] for f in flags]
     assert set(ids) == set(expected)  # none lost, none new
-    first_seen: dict[str, dict[str, Any]] = {}
-    for flag in flags:  # a re-delivered flag is the same flag, detected_at included
-        assert first_seen.setdefault(flag["flag_id"], flag) == flag
+    assert_redeliveries_identical(flags)
 
 
 def test_two_workers_give_the_same_flags_as_one(

@@ -18,7 +18,15 @@ from typing import Any
 
 import pytest
 import redis
-from harness import flags_of, free_port, publish_lines, read_topic, running_worker, worker_env
+from harness import (
+    assert_redeliveries_identical,
+    flags_of,
+    free_port,
+    publish_lines,
+    read_topic,
+    running_worker,
+    worker_env,
+)
 from test_pipeline_e2e import replay_flags, simulated_lines
 
 pytestmark = pytest.mark.integration
@@ -104,6 +112,4 @@ def test_redis_killed_mid_stream_and_restarted_loses_no_flag(
         log = worker.log()
     assert "state store unavailable" in log  # it did meet the outage
     assert {f["flag_id"] for f in flags} == set(expected)
-    first_seen: dict[str, dict[str, Any]] = {}
-    for flag in flags:
-        assert first_seen.setdefault(flag["flag_id"], flag) == flag
+    assert_redeliveries_identical(flags)

@@ -17,6 +17,8 @@ import redis
 from aiokafka.partitioner import DefaultPartitioner
 from harness import (
     DYING_WORKER_COMMAND,
+    assert_flags_as_replayed,
+    assert_redeliveries_identical,
     flags_of,
     publish_keyed,
     read_topic,
@@ -105,11 +107,7 @@ def test_relabels_across_partitions_and_workers_flag_as_replay_does(
             read_topic(kafka_bootstrap, unique_topics.flags, until_count=len(expected))
         )
     assert {f["flag_id"] for f in flags} == set(expected)
-    for flag in flags:
-        replayed = expected[flag["flag_id"]]
-        assert {k: v for k, v in flag.items() if k != "detected_at"} == {
-            k: v for k, v in replayed.items() if k != "detected_at"
-        }
+    assert_flags_as_replayed(flags, expected)
     # The link stage kept its state under the link key, with its TTL (relabel window + 7 d).
     key = b"bordermon:link:container:TGHU0000008"
     assert 97 * 86400 - 120 <= redis_client.ttl(key) <= 97 * 86400
@@ -143,9 +141,7 @@ def test_a_worker_killed_between_the_two_stages_loses_no_flag(
         )
         handed_over = read_topic(kafka_bootstrap, unique_topics.links, idle=2)
     assert {f["flag_id"] for f in flags} == set(expected)
-    first_seen: dict[str, dict[str, Any]] = {}
-    for flag in flags:
-        assert first_seen.setdefault(flag["flag_id"], flag) == flag
+    assert_redeliveries_identical(flags)
     # The batch the dead worker had handed over was handed over again, byte for byte.
     values = [m.value() for m in handed_over]
     assert len(values) > len(set(values)) and len(set(values)) == 2 * len(expected)

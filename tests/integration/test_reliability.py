@@ -17,6 +17,7 @@ import pytest
 import redis
 from harness import (
     POISONED_WORKER_COMMAND,
+    assert_redeliveries_identical,
     flags_of,
     publish_keyed,
     publish_lines,
@@ -115,9 +116,7 @@ def test_a_worker_paused_past_its_session_loses_nothing_when_it_resumes(
             paused.process.send_signal(signal.SIGCONT)
 
     assert {f["flag_id"] for f in flags} == set(expected)  # none lost, none new
-    first_seen: dict[str, dict[str, Any]] = {}
-    for flag in flags:
-        assert first_seen.setdefault(flag["flag_id"], flag) == flag
+    assert_redeliveries_identical(flags)
 
 
 def test_one_consignment_on_two_partitions_under_two_workers_loses_nothing(

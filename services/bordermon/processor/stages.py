@@ -117,11 +117,16 @@ class ConsignmentStage:
         clock: Callable[[], int] = time.time_ns,
     ) -> StageOutcome[ConsignmentState]:
         outcome = apply_batch(items, states, self.config, tally, clock)
-        # The sightings' scan times: a sighting comes from exactly one accepted event.
-        scanned_at = {
-            (item.event.consignment_id, item.event.event_id): item.message.timestamp_ms
-            for item in items
-        }
+        # The sightings' scan times: a sighting comes from exactly one accepted event. Built
+        # only when there are sightings (relabel off, or a batch without link keys: none).
+        scanned_at = (
+            {
+                (item.event.consignment_id, item.event.event_id): item.message.timestamp_ms
+                for item in items
+            }
+            if outcome.sightings
+            else {}
+        )
         return StageOutcome(
             touched=outcome.touched,
             flags=[(flag, item.message) for flag, item in outcome.flags],

@@ -23,7 +23,8 @@ from typing import Any
 
 import orjson
 import redis
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import TopicPartition
+from harness import committed_offsets, end_offsets, kafka_reader
 
 from bordermon.core.crossing import InvalidCrossing, parse_crossing
 from bordermon.core.rules import RULE_RELABEL
@@ -51,47 +52,12 @@ class Record:
     headers: dict[str, bytes] = field(default_factory=dict)
 
 
-def _consumer(bootstrap: str, group: str) -> Consumer:
-    config: dict[str, Any] = {
-        "bootstrap.servers": bootstrap,
-        "group.id": group,
-        "enable.auto.commit": False,
-        "auto.offset.reset": "earliest",
-        "log_level": 0,
-    }
-    return Consumer(config)
-
-
-def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
-    consumer = _consumer(bootstrap, "bordermon-chaos-reader")
-    try:
-        metadata = consumer.list_topics(topic, timeout=15)
-        partitions = sorted(metadata.topics[topic].partitions)
-        return {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=15)[1]
-            for p in partitions
-        }
-    finally:
-        consumer.close()
-
-
-def committed_offsets(bootstrap: str, topic: str, group: str) -> dict[int, int]:
-    """The group's committed offset per partition (-1001: nothing committed)."""
-    partitions = sorted(end_offsets(bootstrap, topic))
-    consumer = _consumer(bootstrap, group)  # not subscribed: it does not join the group
-    try:
-        got = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=15)
-        return {tp.partition: tp.offset for tp in got}
-    finally:
-        consumer.close()
-
-
 def read_all(bootstrap: str, topic: str, timeout: float = 120.0) -> list[Record]:
     """Every record of every partition, from offset 0 to the end offset taken at the start."""
     import time
 
     ends = end_offsets(bootstrap, topic)
-    consumer = _consumer(bootstrap, "bordermon-chaos-reader")
+    consumer = kafka_reader(bootstrap, "bordermon-chaos-reader")
     wanted = {p: end for p, end in ends.items() if end > 0}
     consumer.assign([TopicPartition(topic, p, 0) for p in wanted])
     records: list[Record] = []

@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 import orjson
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from bordermon.scanner.publisher import ScannerPublisher
 
@@ -223,3 +223,41 @@ def assert_flags_as_replayed(
         assert {k: v for k, v in flag.items() if k != "detected_at"} == {
             k: v for k, v in expected.items() if k != "detected_at"
         }
+
+
+def kafka_reader(bootstrap: str, group: str) -> Consumer:
+    """A consumer in `group` that reads from the earliest offset; it joins the group only if
+    it subscribes, so it can read a group's committed offsets without disturbing it."""
+    config: dict[str, Any] = {
+        "bootstrap.servers": bootstrap,
+        "group.id": group,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "log_level": 0,
+    }
+    return Consumer(config)
+
+
+def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """The end offset of every partition of `topic`."""
+    consumer = kafka_reader(bootstrap, "bordermon-test-reader")
+    try:
+        metadata = consumer.list_topics(topic, timeout=15)
+        partitions = sorted(metadata.topics[topic].partitions)
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=15)[1]
+            for p in partitions
+        }
+    finally:
+        consumer.close()
+
+
+def committed_offsets(bootstrap: str, topic: str, group: str) -> dict[int, int]:
+    """The group's committed offset per partition (-1001: nothing committed)."""
+    partitions = sorted(end_offsets(bootstrap, topic))
+    consumer = kafka_reader(bootstrap, group)  # not subscribed: it does not join the group
+    try:
+        got = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=15)
+        return {tp.partition: tp.offset for tp in got}
+    finally:
+        consumer.close()

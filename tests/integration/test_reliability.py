@@ -7,6 +7,7 @@ subprocesses against the real stack.
 from __future__ import annotations
 
 import signal
+import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -18,6 +19,8 @@ import redis
 from harness import (
     POISONED_WORKER_COMMAND,
     assert_redeliveries_identical,
+    committed_offsets,
+    end_offsets,
     flags_of,
     publish_keyed,
     publish_lines,
@@ -78,6 +81,40 @@ def test_poison_messages_are_dead_lettered_and_cost_their_partition_seconds(
         assert headers["detail"] == b"processing failed: TypeError: Integer exceeds 64-bit range"
         assert headers["source_topic"].decode() == unique_topics.crossings
     assert took < 60, f"{len(poison)} poison messages held the pipeline for {took:.0f}s"
+
+
+def test_a_deploy_that_fails_every_message_stops_with_nothing_committed_and_loses_nothing(
+    kafka_bootstrap: str,
+    redis_test_url: str,
+    unique_topics: Any,
+    tmp_path: Path,
+) -> None:
+    """Most messages failing is a broken deploy, not bad data: the worker stops with exit code
+    70 before committing the batch, and once the bug is gone every flag comes out."""
+    lines, poison = poisoned(simulated_lines(200, seed=23), every=1)
+    assert len(poison) > 150
+    group = f"g-{uuid.uuid4()}"
+    env = worker_env(kafka_bootstrap, redis_test_url, unique_topics.names, group)
+    with running_worker(env, tmp_path / "broken.log", POISONED_WORKER_COMMAND) as broken:
+        publish_lines(kafka_bootstrap, unique_topics.crossings, lines)
+        try:
+            code = broken.process.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the broken deploy kept running:\n{broken.log()[-3000:]}")
+    assert code == 70, broken.log()[-3000:]
+    assert "this looks like a bug in this deploy" in broken.log()
+    # Not one offset committed past what was read before the stop: the batch is read again.
+    committed = committed_offsets(kafka_bootstrap, unique_topics.crossings, group)
+    ends = end_offsets(kafka_bootstrap, unique_topics.crossings)
+    assert sum(max(offset, 0) for offset in committed.values()) < sum(ends.values())
+
+    expected = replay_flags(lines)
+    with running_worker(env, tmp_path / "fixed.log"):
+        flags = flags_of(
+            read_topic(kafka_bootstrap, unique_topics.flags, until_count=len(expected))
+        )
+    assert {f["flag_id"] for f in flags} == set(expected)
+    assert committed_offsets(kafka_bootstrap, unique_topics.crossings, group) == ends
 
 
 def test_a_worker_paused_past_its_session_loses_nothing_when_it_resumes(

@@ -1,12 +1,13 @@
-"""The faust app's glue, below integration: message conversion, which errors hold a partition,
-lag bookkeeping, and stopping before a commit. Fakes stand in for faust's objects; the real
-thing runs in tests/integration."""
+"""The faust app's glue, below integration: which errors hold a partition, lag bookkeeping, and
+stopping the worker before a commit. Fakes stand in for Kafka's objects; the consume loop has
+its own tests (test_processing_loop.py) and the real thing runs in tests/integration."""
 
 from __future__ import annotations
 
 import asyncio
 from types import SimpleNamespace
 from typing import Any, NamedTuple
+from unittest.mock import patch
 
 import pytest
 from aiokafka.errors import (
@@ -20,57 +21,10 @@ from aiokafka.errors import (
 from prometheus_client import CollectorRegistry, Gauge
 
 from bordermon.core.pipeline import Message
-from bordermon.processor import app
-from bordermon.processor.app import (
-    LagReport,
-    _process_or_stop,
-    _to_message,
-    is_transient_kafka_error,
-)
+from bordermon.processor.app import BatchConsumerService, LagReport, is_transient_kafka_error
 from bordermon.processor.batch import PoisonLimitExceeded
-
-
-def faust_event(
-    value: bytes | None,
-    *,
-    offset: int = 41,
-    timestamp: float | None = 1.5,
-    headers: Any = None,
-) -> Any:
-    message = SimpleNamespace(
-        value=value,
-        key=b"CONS-1",
-        offset=offset,
-        partition=3,
-        timestamp=timestamp,
-        headers=headers,
-    )
-    return SimpleNamespace(message=message)
-
-
-def test_a_kafka_record_becomes_a_message_whose_key_is_checked() -> None:
-    message = _to_message(faust_event(b"{}"))
-    assert message == Message(
-        value=b"{}", key=b"CONS-1", check_key=True, position=41, partition=3, timestamp_ms=1500
-    )
-
-
-def test_the_kafka_headers_are_kept_for_signature_checks() -> None:
-    pairs = [("bordermon-scanner-id", b"nur-1"), ("bordermon-signature", b"c2ln"), ("e", None)]
-    message = _to_message(faust_event(b"{}", headers=pairs))
-    assert message.headers == (
-        ("bordermon-scanner-id", b"nur-1"),
-        ("bordermon-signature", b"c2ln"),
-        ("e", b""),
-    )
-    as_mapping = _to_message(faust_event(b"{}", headers={"bordermon-scanner-id": b"nur-1"}))
-    assert as_mapping.headers == (("bordermon-scanner-id", b"nur-1"),)
-    assert _to_message(faust_event(b"{}")).headers == ()
-
-
-def test_a_tombstone_is_an_empty_value_and_a_missing_timestamp_is_none() -> None:
-    message = _to_message(faust_event(None, timestamp=None))
-    assert message.value == b"" and message.timestamp_ms is None
+from bordermon.processor.consumer import ProcessingLoop, StageBinding
+from bordermon.settings import Settings
 
 
 @pytest.mark.parametrize(
@@ -145,25 +99,41 @@ def test_lag_is_measured_from_what_was_processed_and_lost_partitions_are_dropped
     assert (lag_of(registry, 0), lag_of(registry, 1)) == (3.0, None)
 
 
-class Stopped(Exception):
-    pass
-
-
-def test_the_poison_limit_stops_the_worker_before_the_commit(
-    monkeypatch: pytest.MonkeyPatch,
+def test_a_processing_failure_stops_the_worker_with_nothing_committed(
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    codes: list[int] = []
+    class Broker:
+        def __init__(self) -> None:
+            self.commits: list[Any] = []
 
-    def exit_now(code: int) -> None:
-        codes.append(code)
-        raise Stopped
+        async def getmany(self, *partitions: Any, **options: Any) -> dict[TP, list[Any]]:
+            return {TP("crossings", 0): [SimpleNamespace(offset=0)]}
 
-    monkeypatch.setattr(app.os, "_exit", exit_now)
+        async def commit(self, offsets: Any = None) -> None:
+            self.commits.append(offsets)
+
+        def assignment(self) -> set[TP]:
+            return {TP("crossings", 0)}
 
     class Refusing:
         async def process(self, messages: list[Message]) -> None:
             raise PoisonLimitExceeded("too many failures")
 
-    with pytest.raises(Stopped):
-        asyncio.run(_process_or_stop(Refusing(), []))  # type: ignore[arg-type]
-    assert codes == [app.EXIT_UNEXPECTED]
+    async def scenario() -> tuple[BatchConsumerService, list[str]]:
+        broker = Broker()
+        service = BatchConsumerService(Settings(), {})
+        service.processing = ProcessingLoop(
+            broker,
+            {"crossings": StageBinding(Refusing())},  # type: ignore[arg-type]
+        )
+        stops: list[str] = []
+        service.stop_worker = lambda: stops.append("stop")
+        await service.run()
+        assert broker.commits == []
+        return service, stops
+
+    with patch("bordermon.processor.consumer.to_message", lambda record: record):
+        service, stops = asyncio.run(scenario())
+    assert stops == ["stop"]
+    assert isinstance(service.failure, PoisonLimitExceeded)
+    assert "too many failures" in caplog.text

@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     import faust
 
     from bordermon.metrics import CONFIG_INFO
-    from bordermon.processor.app import create_app
+    from bordermon.processor.app import EXIT_UNEXPECTED, create_app
     from bordermon.stores.base import LINKS
     from bordermon.stores.redis_store import LINK_PREFIX, RedisStore
 
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         prefix=LINK_PREFIX,
         codec=LINKS,
     )
-    app = create_app(settings, config, store, link_store, registry=registry)
+    worker_app = create_app(settings, config, store, link_store, registry=registry)
     if settings.metrics_port:
         try:
             serve_metrics(settings.metrics_port, log)
@@ -104,6 +104,11 @@ def run(args: argparse.Namespace) -> int:
         log.info(
             "signed scans required: %d scanner(s) in %s", len(registry), settings.scanner_registry
         )
-    worker = faust.Worker(app, loglevel=args.log_level.upper(), quiet=True)
-    worker.execute_from_commandline()
+    worker = faust.Worker(worker_app.app, loglevel=args.log_level.upper(), quiet=True)
+    try:
+        worker.execute_from_commandline()  # raises SystemExit when the worker has stopped
+    except SystemExit:
+        if worker_app.consumer.failure is not None:
+            return EXIT_UNEXPECTED  # it stopped because processing failed (logged)
+        raise
     return 0

@@ -1,25 +1,24 @@
-"""The faust app: two agents, each driving one stage's `BatchProcessor` over its topic.
+"""The faust app: the worker's lifecycle, producer and timers, around a batch consumer.
 
-- `crossings` (keyed by consignment id) -> the consignment stage: dead letters, flags of
-  `transit-to-ru` and `export-without-permit`, and link sightings to the links topic;
-- `links` (keyed by container / seal / goods batch) -> the link stage: flags of
+The stages and their topics:
+
+- the crossings topic (keyed by consignment id) -> the consignment stage: dead letters, flags
+  of `transit-to-ru` and `export-without-permit`, and link sightings to the links topic;
+- the links topic (keyed by container / seal / goods batch) -> the link stage: flags of
   `relabel-to-ru`. Only subscribed when that rule is on.
 
-Faust owns consumption, partition assignment and offset commits; this module is the thin
-adapter. `Stream.take_events` acknowledges a batch's events only after our loop body returns,
-and faust commits acknowledged offsets, so an offset is committed only after the batch's dead
-letters, flags and states are all durable.
-
-One failure mode needs care: if the loop body raised, faust would still acknowledge the batch
-(in the generator's `finally`). So the body never raises: `BatchProcessor` retries outages
-(Redis or Kafka unavailable) with backoff and isolates poison messages itself; anything that
-still escapes (the poison limit, a dead-letter topic that refuses writes) stops the process at
-once, before a commit, so the batch is read again after a restart.
+faust runs the application: signals and graceful stop, the producer every record goes out
+through, the timers (lag, state size). It does **not** consume: its per-message stream path
+cost three quarters of the worker's CPU (docs/benchmarks.md). `BatchConsumerService`, a faust
+service, reads both topics in batches with one aiokafka consumer in the worker's group and
+drives `bordermon.processor.consumer.ProcessingLoop`, which commits offsets itself, only after
+a batch's dead letters, flags, forwards and states are durable.
 
 Rebalances: the Kafka group protocol decides who owns a partition; the state store enforces it
-(SPEC §6 single writer). After every assignment the processor forgets its owner tokens and
-claims new ones before its next load, so a worker that lost a partition while paused is refused
-at its next save. The timeouts below bound how long a dead or paused worker holds partitions.
+(SPEC §6 single writer). After every assignment the processors forget their owner tokens and
+claim new ones before their next load, so a worker that lost a partition while paused is
+refused at its next save. On revocation the in-flight batch finishes and commits first. The
+timeouts below bound how long a dead or paused worker holds partitions.
 """
 
 from __future__ import annotations
@@ -29,11 +28,14 @@ import atexit
 import logging
 import os
 import shutil
+import signal
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import faust
+from mode import Service
 from prometheus_client import Gauge
 
 from bordermon.core.config import DetectionConfig
@@ -44,6 +46,7 @@ from bordermon.core.signatures import ScannerRegistry
 from bordermon.core.state import ConsignmentState
 from bordermon.metrics import CONSIGNMENTS_IN_STATE, CONSUMER_LAG
 from bordermon.processor.batch import BatchProcessor, PoisonLimitExceeded, Record, StageTopics
+from bordermon.processor.consumer import ProcessingLoop, StageBinding
 from bordermon.processor.stages import ConsignmentStage, LinkStage
 from bordermon.settings import Settings
 from bordermon.stores.base import StateStore, StoreUnavailable
@@ -88,7 +91,7 @@ class FaustProducer:
 
 
 def new_faust_app(
-    app_id: str, kafka_bootstrap: str, *, broker_credentials: Any = None
+    app_id: str, kafka_bootstrap: str, *, broker_credentials: Any = None, consume: bool = True
 ) -> faust.App:
     """A faust app configured the way bordermon runs faust (the benchmarks reuse it).
 
@@ -98,10 +101,14 @@ def new_faust_app(
     faust creates its data directory (`<app id>-data/v1/tables`) when it starts, even with
     the in-memory store that leaves it empty; it goes in a private temporary directory,
     removed at exit, instead of the directory the worker was started from.
+
+    `consume=False` leaves out faust's consumer (and its tables and topic conductor): the
+    worker reads Kafka through `BatchConsumerService` instead. The benchmarks' faust
+    ceiling and peer keep faust's consumer.
     """
     datadir = tempfile.mkdtemp(prefix="bordermon-faust-")
     atexit.register(shutil.rmtree, datadir, ignore_errors=True)
-    return faust.App(
+    app = faust.App(
         app_id,
         datadir=datadir,
         broker=[f"kafka://{server.strip()}" for server in kafka_bootstrap.split(",")],
@@ -124,6 +131,19 @@ def new_faust_app(
         broker_heartbeat_interval=HEARTBEAT_INTERVAL_S,
         broker_rebalance_timeout=REBALANCE_TIMEOUT_S,
     )
+    if not consume:
+        app.boot_strategy = app.BootStrategy(app, enable_kafka_consumer=False)
+    return app
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerApp:
+    """The worker's faust app and its batch consumer. If processing failed for good,
+    `consumer.failure` says why once the app has stopped (`bordermon worker` then exits with
+    `EXIT_UNEXPECTED`)."""
+
+    app: faust.App
+    consumer: BatchConsumerService
 
 
 def create_app(
@@ -134,14 +154,16 @@ def create_app(
     *,
     registry: ScannerRegistry | None = None,
     retry_max_s: float = 5.0,
-) -> faust.App:
-    """A faust app with an agent per stage, configured from `settings`. The link stage runs
-    when `relabel-to-ru` is on (then `link_store` is required). With `registry` (the
-    `require_signatures` setting), crossings must be signed by a scanner it lists."""
+) -> WorkerApp:
+    """A faust app running the batch consumer over each stage, configured from `settings`.
+    The link stage runs when `relabel-to-ru` is on (then `link_store` is required). With
+    `registry` (the `require_signatures` setting), crossings must be signed by a scanner it
+    lists."""
     app = new_faust_app(
         settings.consumer_group,
         settings.kafka_bootstrap,
         broker_credentials=settings.faust_credentials(),
+        consume=False,
     )
     producer = FaustProducer(app)
     relabel = RULE_RELABEL in config.rules
@@ -158,10 +180,8 @@ def create_app(
         is_transient=is_transient_kafka_error,
         retry_max_s=retry_max_s,
     )
-    processors: list[BatchProcessor[Any, Any]] = [consignments]
-    lag = LagReport(settings.crossings_topic)
-    lags = [lag]
-    _add_agent(app, "crossings", settings.crossings_topic, consignments, settings, on_processed=lag)
+    lags = [LagReport(settings.crossings_topic)]
+    stages = {settings.crossings_topic: StageBinding(consignments, lags[0].processed)}
     if relabel:
         if link_store is None:
             raise ValueError("relabel-to-ru is on: the link stage needs a link store")
@@ -177,20 +197,19 @@ def create_app(
             is_transient=is_transient_kafka_error,
             retry_max_s=retry_max_s,
         )
-        processors.append(links)
-        link_lag = LagReport(settings.links_topic)
-        lags.append(link_lag)
-        _add_agent(app, "links", settings.links_topic, links, settings, on_processed=link_lag)
+        lags.append(LagReport(settings.links_topic))
+        stages[settings.links_topic] = StageBinding(links, lags[1].processed)
 
-    @app.on_partitions_assigned.connect
-    async def forget_owner_tokens(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        for processor in processors:
-            processor.on_assignment_changed()
+    service = BatchConsumerService(settings, stages, loop=app.loop, beacon=app.beacon)
+    # faust starts a service instance as well as a class (its stubs only say classes).
+    app.service(service)  # type: ignore[arg-type]
 
     @app.timer(interval=LAG_INTERVAL_S)  # type: ignore[untyped-decorator]
     async def report_lag() -> None:
+        if service.consumer is None:
+            return
         for report in lags:
-            await report.update(app.consumer)
+            await report.update(service.consumer)
 
     @app.timer(interval=STATE_COUNT_INTERVAL_S)  # type: ignore[untyped-decorator]
     async def report_state_size() -> None:
@@ -198,32 +217,108 @@ def create_app(
         if count is not None:
             CONSIGNMENTS_IN_STATE.set(count)
 
-    app.bordermon_processors = processors  # type: ignore[attr-defined]
-    return app
+    return WorkerApp(app, service)
 
 
-def _add_agent(
-    app: faust.App,
-    name: str,
-    topic_name: str,
-    processor: BatchProcessor[Any, Any],
-    settings: Settings,
-    *,
-    on_processed: LagReport | None = None,
-) -> None:
-    topic = app.topic(topic_name, key_type=bytes, value_type=bytes, value_serializer="raw")
-    max_events = settings.batch_max_events
-    within_s = settings.batch_max_wait_ns / 1e9
+class BatchConsumerService(Service):
+    """The batch consumer as a faust service: started after the app's producer, stopped (with
+    its in-flight batch finished and committed) before it.
 
-    @app.agent(topic, name=name)
-    async def process(stream: faust.StreamT[bytes]) -> None:
-        # take_events is on the Stream class, not on faust's StreamT protocol.
-        batches = stream.take_events(max_events, within=within_s)  # type: ignore[attr-defined]
-        async for events in batches:
-            messages = [_to_message(event) for event in events]
-            await _process_or_stop(processor, messages)
-            if on_processed is not None:
-                on_processed.processed(messages)
+    It owns an `AIOKafkaConsumer` in the worker's consumer group, subscribed to the stages'
+    topics, with auto-commit off: `ProcessingLoop` commits after each durable batch. On a
+    failure the processors cannot handle it logs why, keeps it in `failure`, and stops the
+    whole worker without committing that batch."""
+
+    def __init__(
+        self, settings: Settings, stages: Mapping[str, StageBinding], **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.stages = stages
+        self.consumer: Any = None
+        self.processing: ProcessingLoop | None = None
+        self.failure: BaseException | None = None
+        self.stop_worker: Callable[[], None] = terminate_this_process
+        """How a failure stops the worker. By default through the signal faust's worker
+        handles (its graceful stop, which this service's `on_stop` is part of); `bordermon
+        worker` then exits with EXIT_UNEXPECTED and a supervisor restarts it from the last
+        commit."""
+
+    async def on_start(self) -> None:
+        from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+        from aiokafka.errors import CommitFailedError, KafkaError
+
+        settings = self.settings
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            group_id=settings.consumer_group,
+            client_id=f"{settings.consumer_group}-batch",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=int(SESSION_TIMEOUT_S * 1000),
+            heartbeat_interval_ms=int(HEARTBEAT_INTERVAL_S * 1000),
+            rebalance_timeout_ms=int(REBALANCE_TIMEOUT_S * 1000),
+            # How long a batch may take before the group thinks this member hung: a batch
+            # waits out Redis and Kafka outages (retried with backoff), so it is generous.
+            max_poll_interval_ms=300_000,
+            **settings.aiokafka_security(),
+        )
+        processing = ProcessingLoop(
+            consumer,
+            self.stages,
+            max_records=settings.batch_max_events,
+            poll_timeout_ms=max(1, settings.batch_max_wait_ns // 1_000_000),
+            commit_errors=(CommitFailedError, KafkaError),
+        )
+
+        class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+            async def on_partitions_revoked(self, revoked: Any) -> None:
+                await processing.on_revoked(revoked)
+
+            async def on_partitions_assigned(self, assigned: Any) -> None:
+                processing.on_assigned(assigned)
+
+        consumer.subscribe(list(self.stages), listener=Listener())
+        await consumer.start()
+        self.consumer, self.processing = consumer, processing
+
+    @Service.task
+    async def _consume(self) -> None:
+        await self.run()
+
+    async def run(self) -> None:
+        """Poll until the service stops, or processing fails (then stop the worker)."""
+        processing = self.processing
+        assert processing is not None  # set in on_start, which runs before tasks
+        try:
+            while not self.should_stop and not processing.closed:
+                await processing.poll()
+        except asyncio.CancelledError:
+            raise
+        except PoisonLimitExceeded as error:
+            log.critical("%s", error)
+            await self._fail(error)
+        except Exception as error:
+            log.critical(
+                "unexpected error while processing a batch; stopping before its offsets are"
+                " committed so it is read again after a restart",
+                exc_info=True,
+            )
+            await self._fail(error)
+
+    async def _fail(self, error: BaseException) -> None:
+        self.failure = error
+        self.stop_worker()
+
+    async def on_stop(self) -> None:
+        if self.processing is not None:
+            await self.processing.close()
+        if self.consumer is not None:
+            await self.consumer.stop()  # leaves the group: the others rebalance at once
+
+
+def terminate_this_process() -> None:
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 class LagReport:
@@ -272,47 +367,6 @@ async def store_size(store: StateStore) -> int | None:
         return int(await size())
     except StoreUnavailable:
         return None
-
-
-def _to_message(event: Any) -> Message:
-    kafka_message = event.message
-    # aiokafka gives headers as (str, bytes) pairs (faust's type also allows a mapping); a
-    # header without a value has None.
-    headers = kafka_message.headers or ()
-    if isinstance(headers, Mapping):
-        headers = headers.items()
-    return Message(
-        value=kafka_message.value if kafka_message.value is not None else b"",
-        key=kafka_message.key,
-        check_key=True,
-        position=kafka_message.offset,
-        partition=kafka_message.partition,
-        timestamp_ms=int(kafka_message.timestamp * 1000) if kafka_message.timestamp else None,
-        headers=tuple((name, value or b"") for name, value in headers),
-    )
-
-
-async def _process_or_stop(processor: BatchProcessor[Any, Any], messages: list[Message]) -> None:
-    """Process a batch; on anything the processor could not handle, stop before the commit."""
-    try:
-        await processor.process(messages)
-    except asyncio.CancelledError:
-        raise
-    except PoisonLimitExceeded as error:
-        log.critical("%s", error)
-        _stop_now()
-    except Exception:
-        log.critical(
-            "unexpected error while processing a batch; stopping before its offsets are"
-            " committed so it is read again after a restart",
-            exc_info=True,
-        )
-        _stop_now()
-
-
-def _stop_now() -> None:
-    logging.shutdown()
-    os._exit(EXIT_UNEXPECTED)
 
 
 def is_transient_kafka_error(error: BaseException) -> bool:

@@ -145,7 +145,11 @@ def _add_tally(total: Tally, part: Tally) -> None:
 
 def owner_of(message: Message, topic: str) -> str:
     """The owner name a partition's token is kept under: `topic:partition`."""
-    return f"{topic}:{message.partition}"
+    return partition_owner(topic, message.partition)
+
+
+def partition_owner(topic: str, partition: int) -> str:
+    return f"{topic}:{partition}"
 
 
 class BatchProcessor(Generic[I, S]):
@@ -183,6 +187,11 @@ class BatchProcessor(Generic[I, S]):
         """A rebalance happened: tokens are claimed afresh for whatever is assigned now."""
         self.tokens.clear()
         self.fenced.clear()
+
+    def is_fenced(self, partition: int) -> bool:
+        """Whether another worker claimed `partition` of the source topic since this worker's
+        last assignment (its offsets are then that worker's to commit)."""
+        return partition_owner(self.topic, partition) in self.fenced
 
     async def process(self, messages: Sequence[Message]) -> BatchReport:
         started = time.perf_counter()

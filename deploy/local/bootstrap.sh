@@ -1,5 +1,6 @@
-# Sourced by run-demo.sh and run-tests.sh: makes .venv with bordermon installed, once.
-# Safe to repeat: it reinstalls only when pyproject.toml changed since the last install.
+# Sourced by run-demo.sh and run-tests.sh: makes .venv with bordermon installed, once, with the
+# local dev stack (deploy/local/devstack: the `bordermon stack` command, not part of the product).
+# Safe to repeat: it reinstalls only when either pyproject.toml changed since the last install.
 # Needs: Python >= 3.11 (python3.11 or python3), and network access to PyPI the first time.
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -30,10 +31,16 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 
 stamp="$venv/.bordermon-installed"
-if [ ! -f "$stamp" ] || [ "$repo_root/pyproject.toml" -nt "$stamp" ]; then
+devstack="$repo_root/deploy/local/devstack"
+if [ ! -f "$stamp" ] || [ "$repo_root/pyproject.toml" -nt "$stamp" ] ||
+  [ "$devstack/pyproject.toml" -nt "$stamp" ] ||
+  ! "$venv/bin/python" -c 'import importlib.metadata as m; m.distribution("bordermon-devstack")' \
+    2>/dev/null; then
   echo "bootstrap: installing bordermon and its dev tools into .venv (first run takes a minute)" >&2
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$repo_root[dev]" >&2
+  # Both editable, in one run: the dev stack imports this checkout's bordermon.
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+    -e "$repo_root[dev]" -e "$devstack" >&2
   touch "$stamp"
 fi
 export PATH="$venv/bin:$PATH"

@@ -16,8 +16,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
 cd "$repo_root"
 
 echo "== lint and types" >&2
-ruff check services tests deploy/grafana
-ruff format --check services tests deploy/grafana
+ruff check services tests deploy/grafana deploy/local/devstack
+ruff format --check services tests deploy/grafana deploy/local/devstack
 mypy
 
 if [ -z "${BORDERMON_KAFKA_BOOTSTRAP:-}" ] || [ -z "${BORDERMON_REDIS_URL:-}" ]; then

@@ -40,10 +40,15 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-# This checkout's code, for this process and the workers it starts (a venv's editable install
-# may point at another checkout).
+DEVSTACK = REPO / "deploy" / "local" / "devstack"
+# This checkout's code (bordermon and the local dev stack), for this process, the workers and the
+# `stack` commands it starts (a venv's editable install may point at another checkout).
 os.environ["PYTHONPATH"] = os.pathsep.join(
-    [str(REPO / "services"), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    [
+        str(REPO / "services"),
+        str(DEVSTACK),
+        *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep)),
+    ]
 )
 sys.path[:0] = [str(REPO / "services"), str(REPO / "tests" / "integration"), str(HERE)]
 
@@ -172,8 +177,10 @@ class PrivateStack:
             self.say(f"stack: using the Kafka jars cached in {jars}")
 
     def _stack(self, *args: str) -> str:
+        # `bordermon stack`, run as the dev stack's own module: the same command, with this
+        # checkout's code, whether or not the venv has the dev stack's entry point installed.
         done = subprocess.run(
-            [sys.executable, "-m", "bordermon", "stack", *args],
+            [sys.executable, "-m", "bordermon_devstack", *args],
             env=self.env,
             capture_output=True,
             text=True,

@@ -105,7 +105,7 @@ def kafka_bootstrap(service_origin: dict[str, str]) -> Iterator[str]:
         with KafkaContainer().with_kraft() as container:
             yield container.get_bootstrap_server()
         return
-    from bordermon import stack
+    from bordermon_devstack import stack
 
     service_origin["kafka"] = "stack"
     try:
@@ -137,7 +137,7 @@ def redis_url(service_origin: dict[str, str]) -> Iterator[str]:
             host, port = container.get_container_host_ip(), container.get_exposed_port(6379)
             yield f"redis://{host}:{port}/0"
         return
-    from bordermon import stack
+    from bordermon_devstack import stack
 
     service_origin["redis"] = "stack"
     try:

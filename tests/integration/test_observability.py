@@ -35,12 +35,12 @@ import pytest
 import redis
 from harness import flags_of, free_port, publish_lines, read_topic, running_worker, worker_env
 
-from bordermon import stack
 from bordermon.core import DetectionConfig, load_watchlist
 from bordermon.core.pipeline import Reject
 from bordermon.replay import replay
 from bordermon.simulate import SimulationSpec, generate
 from bordermon.topics import admin_client, apply_topics, load_declarations
+from bordermon_devstack import stack
 
 pytestmark = pytest.mark.integration
 

@@ -28,11 +28,12 @@ import redis
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from harness import QUIET, event, free_port, running_worker, unavailable
 
-from bordermon import secure_stack, stack
+from bordermon import credentials
 from bordermon.acls import load_acls
 from bordermon.alerts.subscriber import FlagSubscriber
 from bordermon.scanner.publisher import DEFAULT_PRODUCER_CONFIG, ScannerPublisher
 from bordermon.topics import admin_client, apply_topics, default_topics_file, load_declarations
+from bordermon_devstack import secure_stack, stack
 
 pytestmark = pytest.mark.integration
 
@@ -57,8 +58,8 @@ class SecureStack:
     def config_file(self, user: str) -> Path:
         return self.run_dir / "clients" / f"{user}.toml"
 
-    def redis(self, user: str | None = secure_stack.REDIS_USER, **kwargs: Any) -> redis.Redis:
-        password = None if user is None else secure_stack.read_password(self.run_dir, user)
+    def redis(self, user: str | None = credentials.REDIS_USER, **kwargs: Any) -> redis.Redis:
+        password = None if user is None else credentials.read_password(self.run_dir, user)
         return redis.Redis(
             host="127.0.0.1",
             port=self.redis_port,
@@ -71,7 +72,7 @@ class SecureStack:
         )
 
     def secrets(self) -> dict[str, str]:
-        folder = secure_stack.secrets_dir(self.run_dir)
+        folder = credentials.secrets_dir(self.run_dir)
         return {p.name: p.read_text().strip() for p in folder.glob("*.password")}
 
 
@@ -216,7 +217,7 @@ def test_a_client_that_does_not_trust_the_ca_is_refused(secure: SecureStack) -> 
 
 
 def test_the_right_password_gets_in(secure: SecureStack) -> None:
-    for user in secure_stack.KAFKA_USERS:
+    for user in credentials.KAFKA_USERS:
         metadata = admin_client(secure.bootstrap, secure.kafka(user)).list_topics(timeout=15)
         assert metadata.brokers, user
 
@@ -340,7 +341,7 @@ def test_the_redis_user_stays_in_its_prefix_and_cannot_flush(secure: SecureStack
     sha = client.script_load("return redis.call('SET', KEYS[1], 'x')")
     with pytest.raises(redis.exceptions.ResponseError, match=r"permission|NOPERM"):
         client.evalsha(sha, 1, "outside:key")
-    assert secure.redis(secure_stack.REDIS_ADMIN).get(key) == b"x"
+    assert secure.redis(credentials.REDIS_ADMIN).get(key) == b"x"
 
 
 # --- the whole path, and the logs ---------------------------------------------------------------
@@ -399,7 +400,7 @@ def test_a_worker_on_the_secure_stack_turns_a_scan_pair_into_a_flag(
 
 def test_no_secret_in_any_log_or_output_of_the_run(secure: SecureStack) -> None:
     secrets = secure.secrets()
-    assert len(secrets) == len(secure_stack.KAFKA_USERS) + 3
+    assert len(secrets) == len(credentials.KAFKA_USERS) + 3
     texts = {"stack up output": secure.up_output}
     for path in (secure.run_dir / "logs").rglob("*"):
         if path.is_file():

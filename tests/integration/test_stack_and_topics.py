@@ -18,10 +18,10 @@ import pytest
 import redis
 from harness import free_port
 
-from bordermon import stack
-from bordermon.cli import stack as stack_command
 from bordermon.cli import topics as topics_command
 from bordermon.topics import ROLES, Status, TopicDeclarationError, apply_topics
+from bordermon_devstack import cli as stack_command
+from bordermon_devstack import stack
 
 pytestmark = pytest.mark.integration
 

@@ -798,7 +798,7 @@ def test_secure_redis_is_tls_only_with_the_acl_file() -> None:
         mount = in_secret_mount(service, option(name))
         assert mount is not None and mount.get("read_only") is True, name
         assert mount["volume"]["subpath"] == "redis"
-    assert "redis_acl" in SECRETS_SCRIPT.read_text("utf-8"), "secure_stack's ACL file"
+    assert "redis_acl" in SECRETS_SCRIPT.read_text("utf-8"), "bordermon.credentials' ACL file"
     assert "--tls" in as_list(service["healthcheck"]["test"])[1]
 
 

@@ -21,7 +21,8 @@ import pytest
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
-from bordermon import metrics, stack
+from bordermon import metrics
+from bordermon_devstack import stack
 
 REPO = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = REPO / "deploy" / "prometheus"

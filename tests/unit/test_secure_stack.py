@@ -1,4 +1,6 @@
-"""The secure stack's generated material: secrets stay in 0600 files, never in what is shown."""
+"""The secure stacks' generated material (bordermon.credentials, for the Docker and the local
+secure stacks; the local one's client settings files): secrets stay in 0600 files, never in what
+is shown."""
 
 from __future__ import annotations
 
@@ -11,32 +13,33 @@ from pathlib import Path
 
 import pytest
 
-from bordermon import secure_stack
+from bordermon import credentials
 from bordermon.settings import Settings
+from bordermon_devstack import secure_stack
 
 
 @pytest.fixture
 def run_dir(tmp_path: Path) -> Path:
-    secure_stack.ensure_secrets(tmp_path)
+    credentials.ensure_secrets(tmp_path)
     return tmp_path
 
 
 def test_passwords_are_generated_once_mode_0600_in_a_0700_folder(run_dir: Path) -> None:
-    folder = secure_stack.secrets_dir(run_dir)
+    folder = credentials.secrets_dir(run_dir)
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
-    names = {*secure_stack.KAFKA_USERS, "bordermon", "redis-admin", "keystore"}
+    names = {*credentials.KAFKA_USERS, "bordermon", "redis-admin", "keystore"}
     assert {p.name for p in folder.iterdir()} == {f"{n}.password" for n in names}
     before = {p.name: p.read_text() for p in folder.iterdir()}
     for path in folder.iterdir():
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         assert len(path.read_text().strip()) >= 32
-    secure_stack.ensure_secrets(run_dir)
+    credentials.ensure_secrets(run_dir)
     assert {p.name: p.read_text() for p in folder.iterdir()} == before
     assert len(set(before.values())) == len(before)
 
 
 def test_scram_users_are_created_from_salted_hashes_not_passwords() -> None:
-    argument = secure_stack.scram_argument("scanner", "s3cret-value", iterations=4096)
+    argument = credentials.scram_argument("scanner", "s3cret-value", iterations=4096)
     assert "s3cret-value" not in argument
     match = re.fullmatch(
         r'SCRAM-SHA-512=\[name=scanner,iterations=4096,salt="([^"]+)",saltedpassword="([^"]+)"\]',
@@ -54,9 +57,9 @@ def test_scram_users_are_created_from_salted_hashes_not_passwords() -> None:
 
 
 def test_the_redis_acl_file_holds_hashes_and_limits_the_bordermon_user(run_dir: Path) -> None:
-    acl = secure_stack.redis_acl(run_dir)
+    acl = credentials.redis_acl(run_dir)
     for name in ("bordermon", "redis-admin"):
-        assert secure_stack.read_password(run_dir, name) not in acl
+        assert credentials.read_password(run_dir, name) not in acl
     lines = {line.split()[1]: line for line in acl.splitlines()}
     assert lines["default"].startswith("user default off")
     bordermon = lines["bordermon"]
@@ -68,19 +71,17 @@ def test_client_settings_files_load_and_hold_no_password(run_dir: Path) -> None:
     (run_dir / "tls").mkdir()
     secure_stack.ca_file(run_dir).write_text("-----BEGIN CERTIFICATE-----\n")
     folder = secure_stack.write_client_configs(run_dir, 9094, 6380)
-    for user in secure_stack.KAFKA_USERS:
+    for user in credentials.KAFKA_USERS:
         text = (folder / f"{user}.toml").read_text()
-        assert secure_stack.read_password(run_dir, user) not in text
+        assert credentials.read_password(run_dir, user) not in text
         settings = Settings.load(environ={}, config_file=folder / f"{user}.toml")
         assert settings.kafka_username == user
-        assert settings.kafka_client_config()["sasl.password"] == secure_stack.read_password(
+        assert settings.kafka_client_config()["sasl.password"] == credentials.read_password(
             run_dir, user
         )
     worker = Settings.load(environ={}, config_file=folder / "worker.toml")
     assert worker.redis_url.startswith("rediss://bordermon@127.0.0.1:6380/0?ssl_ca_certs=")
-    assert worker.redis_client_args()["password"] == secure_stack.read_password(
-        run_dir, "bordermon"
-    )
+    assert worker.redis_client_args()["password"] == credentials.read_password(run_dir, "bordermon")
 
 
 def test_users_generates_a_0600_password_and_upserts_a_scram_512_credential(

@@ -1,5 +1,5 @@
-"""What the local dev stack (`bordermon.stack`) and its secure variant
-(`bordermon.secure_stack`) share: the error, the probe answer, the services' context, apt
+"""What the local dev stack (`bordermon_devstack.stack`) and its secure variant
+(`bordermon_devstack.secure_stack`) share: the error, the probe answer, the services' context, apt
 installs and the Kafka probe. Both import this module; neither imports the other's caller.
 """
 
@@ -45,7 +45,7 @@ class Context:
     run_dir: Path
     say: Callable[[str], None]
     secure: bool = False
-    """Kafka with TLS + SASL/SCRAM + ACLs, Redis with TLS + ACL users (bordermon.secure_stack)."""
+    """Kafka with TLS + SASL/SCRAM + ACLs, Redis with TLS + ACL users (secure_stack)."""
     kafka_libs: Path | None = None
     """Where the broker's jars are (default <run>/kafka-libs; $BORDERMON_STACK_KAFKA_LIBS)."""
 
@@ -132,7 +132,7 @@ def ensure_debian_package(executable: str, package: str, ctx: Context) -> str:
     return found
 
 
-_QUIET_LOGGER = logging.getLogger("bordermon.stack.librdkafka")
+_QUIET_LOGGER = logging.getLogger("bordermon_devstack.librdkafka")
 
 _QUIET_LOGGER.addHandler(logging.NullHandler())
 

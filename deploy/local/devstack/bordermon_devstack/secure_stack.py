@@ -1,4 +1,4 @@
-"""The secure variant of the local stack: `bordermon stack up --secure`.
+"""The secure variant of the local dev stack: `bordermon stack up --secure`.
 
 Kafka listens for clients with SASL/SCRAM-SHA-512 over TLS only, its controller listener with
 TLS and client certificates, and authorizes with KRaft's StandardAuthorizer (nothing allowed
@@ -12,7 +12,8 @@ Made on first start, under the run folder, and never printed:
 - `secrets/<name>.password` (mode 0600, folder 0700): the Kafka users admin, scanner, worker,
   subscriber (created at format time with `--add-scram`, from salted hashes so no password
   appears on a command line), the Redis users bordermon and redis-admin (hashed in the ACL
-  file), and the broker's keystore;
+  file), and the broker's keystore: bordermon.credentials makes them, as it does for the
+  secure Docker stack;
 - `clients/<name>.toml`: settings files for `--config` / BORDERMON_CONFIG that point at the
   secure stack as that user (paths to the password files, never the passwords).
 
@@ -23,11 +24,8 @@ BORDERMON_STACK_*_PORT variables override them.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
 import os
-import secrets
 import socket
 import ssl
 import string
@@ -36,11 +34,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bordermon.stack_base import (
+from bordermon.credentials import (
+    KAFKA_USERS,
+    KEYSTORE,
+    REDIS_USER,
+    ensure_secrets,
+    password_file,
+    read_password,
+    redis_acl,
+    write_private,
+)
+from bordermon_devstack.stack_base import (
     Answer,
     Context,
     Probe,
     StackError,
+    _tcp_open,
     ensure_debian_package,
     probe_kafka,
 )
@@ -48,38 +57,11 @@ from bordermon.stack_base import (
 ProbeHook = Callable[[int, float], Probe]
 
 SECURE_ENV = "BORDERMON_STACK_SECURE"
-KAFKA_USERS = ("admin", "scanner", "worker", "subscriber")
-"""One Kafka principal per role; `admin` is a super user (topics, ACLs); the broker logs in as
-admin too."""
-REDIS_USER = "bordermon"
-REDIS_ADMIN = "redis-admin"
-KEYSTORE = "keystore"
 DEFAULT_KAFKA_PORT = 9094
 DEFAULT_REDIS_PORT = 6380
-SCRAM_ITERATIONS = 8192
 SERVER_CN = "bordermon-local"
 MARKER = ".secure"
 """A file in the run folder that makes later `stack` commands there secure without --secure."""
-
-REDIS_COMMANDS = (
-    # redis_store.RedisStore: MGET (load), EVALSHA + SCRIPT LOAD (save; the script calls GET,
-    # GETRANGE, SET on bordermon:* keys, which the key pattern checks too), INCRBY (claim), SET
-    # (quarantine), DBSIZE (state gauge); the worker's preflight and the probe: PING; redis-py's
-    # connection set-up: SELECT, CLIENT SETNAME (redis-py's CLIENT SETINFO is left refused: it
-    # ignores the error, and Redis 7.0 does not know the command).
-    "ping",
-    "select",
-    "mget",
-    "get",
-    "getrange",
-    "set",
-    "incr",
-    "incrby",  # redis-py sends INCR as INCRBY key 1
-    "evalsha",
-    "script|load",
-    "dbsize",
-    "client|setname",
-)
 
 
 def requested(flag: bool | None) -> bool:
@@ -92,46 +74,15 @@ def enabled(run_dir: Path, flag: bool | None) -> bool:
     return requested(flag) or (run_dir / MARKER).is_file()
 
 
-# --- secrets and TLS material -------------------------------------------------------------------
-
-
-def secrets_dir(run_dir: Path) -> Path:
-    return run_dir / "secrets"
+# --- TLS material -------------------------------------------------------------------------------
 
 
 def tls_dir(run_dir: Path) -> Path:
     return run_dir / "tls"
 
 
-def password_file(run_dir: Path, name: str) -> Path:
-    return secrets_dir(run_dir) / f"{name}.password"
-
-
 def ca_file(run_dir: Path) -> Path:
     return tls_dir(run_dir) / "ca.pem"
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Create `path` with mode 0600 from the start (never readable by others, even briefly)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.chmod(path, 0o600)
-
-
-def ensure_secrets(run_dir: Path) -> None:
-    """Generate each missing password (mode 0600 files in a 0700 folder); keep existing ones."""
-    folder = secrets_dir(run_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    os.chmod(folder, 0o700)
-    for name in (*KAFKA_USERS, REDIS_USER, REDIS_ADMIN, KEYSTORE):
-        path = password_file(run_dir, name)
-        if not path.is_file() or not path.read_text().strip():
-            _write_private(path, secrets.token_urlsafe(32) + "\n")
-
-
-def read_password(run_dir: Path, name: str) -> str:
-    return password_file(run_dir, name).read_text().strip()
 
 
 def _openssl(openssl: str, args: list[str], log: Path) -> None:
@@ -142,6 +93,12 @@ def _openssl(openssl: str, args: list[str], log: Path) -> None:
         ).returncode
     if code != 0:
         raise StackError(f"openssl {args[0]} failed (exit {code}); see {log}")
+
+
+def ensure_material(ctx: Context) -> None:
+    """The passwords and the TLS certificates, each made once (before Kafka or Redis starts)."""
+    ensure_secrets(ctx.run_dir)
+    ensure_tls(ctx)
 
 
 def ensure_tls(ctx: Context) -> None:
@@ -195,25 +152,6 @@ def ensure_tls(ctx: Context) -> None:
 # --- Kafka --------------------------------------------------------------------------------------
 
 
-def scram_argument(user: str, password: str, iterations: int = SCRAM_ITERATIONS) -> str:
-    """`--add-scram` value from a salted hash (RFC 5802 Hi = PBKDF2-HMAC), not the password."""
-    salt = os.urandom(24)
-    salted = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
-    return (
-        f"SCRAM-SHA-512=[name={user},iterations={iterations},"
-        f'salt="{base64.b64encode(salt).decode()}",'
-        f'saltedpassword="{base64.b64encode(salted).decode()}"]'
-    )
-
-
-def kafka_format_args(run_dir: Path) -> list[str]:
-    """StorageTool arguments that create every Kafka user at format time."""
-    args: list[str] = []
-    for user in KAFKA_USERS:
-        args += ["--add-scram", scram_argument(user, read_password(run_dir, user))]
-    return args
-
-
 def kafka_properties(ctx: Context, port: int, controller_port: int) -> str:
     """The secure section appended to the broker's properties (see the template)."""
     template = string.Template(ctx.deploy_file("server-secure.properties.template").read_text())
@@ -253,26 +191,11 @@ def kafka_probe(run_dir: Path) -> ProbeHook:
 # --- Redis --------------------------------------------------------------------------------------
 
 
-def redis_acl(run_dir: Path) -> str:
-    """The ACL file: passwords only as SHA-256 hashes; `default` off."""
-
-    def hashed(name: str) -> str:
-        return "#" + hashlib.sha256(read_password(run_dir, name).encode()).hexdigest()
-
-    commands = " ".join(f"+{command}" for command in REDIS_COMMANDS)
-    return (
-        "user default off resetkeys -@all\n"
-        f"user {REDIS_USER} on {hashed(REDIS_USER)} resetkeys ~bordermon:* resetchannels"
-        f" -@all {commands}\n"
-        f"user {REDIS_ADMIN} on {hashed(REDIS_ADMIN)} ~* &* +@all\n"
-    )
-
-
 def redis_arguments(ctx: Context, port: int) -> list[str]:
     """redis-server options of the secure stack: TLS only, the ACL file."""
     acl = ctx.data("redis") / "users.acl"
     acl.parent.mkdir(parents=True, exist_ok=True)
-    _write_private(acl, redis_acl(ctx.run_dir))
+    write_private(acl, redis_acl(ctx.run_dir))
     folder = tls_dir(ctx.run_dir)
     return [
         "--port",
@@ -295,14 +218,6 @@ def redis_arguments(ctx: Context, port: int) -> list[str]:
 def redis_url(run_dir: Path, port: int, user: str = REDIS_USER) -> str:
     """How clients address the secure Redis (the password comes from redis_password_file)."""
     return f"rediss://{user}@127.0.0.1:{port}/0?ssl_ca_certs={ca_file(run_dir)}"
-
-
-def _tcp_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1.0):
-            return True
-    except OSError:
-        return False
 
 
 def redis_probe(run_dir: Path) -> ProbeHook:

@@ -26,8 +26,18 @@ from bordermon.topics import (
 HELP = "create or check the Kafka topics declared under topics/"
 DESCRIPTION = library.__doc__
 
+EPILOG = """\
+examples:
+  bordermon topics apply                   # create what is missing on the local broker
+  bordermon topics apply --check           # change nothing: report missing and drifted topics
+  bordermon topics apply --config run/secure/clients/admin.toml   # topics and ACLs, as admin
+  bordermon topics apply --bootstrap kafka:9092 --timeout 60      # another broker, waiting 60 s
+"""
+
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = EPILOG
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("action", choices=("apply",), help="create missing topics, check the rest")
     parser.add_argument(
         "--check",

@@ -13,8 +13,8 @@ event too (a series born at 1 loses it). The `_created` series are off: nothing 
 
 from __future__ import annotations
 
+import collections
 import csv
-from collections import Counter as Tally
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from importlib import resources
@@ -234,13 +234,15 @@ _precreate()
 
 def record_events(events: Iterable[CrossingEvent]) -> None:
     """Count valid events by checkpoint and direction (one `inc` per label set, not per event)."""
-    counts = Tally((checkpoint_label(event.checkpoint), event.direction.value) for event in events)
+    counts = collections.Counter(
+        (checkpoint_label(event.checkpoint), event.direction.value) for event in events
+    )
     for (checkpoint, direction), count in counts.items():
         EVENTS_CONSUMED.labels(checkpoint, direction).inc(count)
 
 
 def record_rejects(reasons: Iterable[str], *, dead_lettered: bool) -> None:
-    for reason, count in Tally(reasons).items():
+    for reason, count in collections.Counter(reasons).items():
         EVENTS_REJECTED.labels(reason).inc(count)
         if dead_lettered:
             DEAD_LETTERS.labels(reason).inc(count)

@@ -35,6 +35,7 @@ from bordermon.acls import (
     apply_acls,
     read_declarations_file,
 )
+from bordermon.kafka import BrokerUnreachable
 
 ROLES: tuple[str, ...] = ("crossings", "flags", "dead_letter", "links")
 """Every declarations file declares each role exactly once."""
@@ -49,10 +50,6 @@ _LIST_CONFIGS = {"cleanup.policy"}
 
 class TopicDeclarationError(ValueError):
     """The declarations file is missing or wrong; the message names the file and the fix."""
-
-
-class BrokerUnreachable(RuntimeError):
-    """Kafka did not answer at the bootstrap address."""
 
 
 @dataclass(frozen=True)

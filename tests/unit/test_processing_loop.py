@@ -146,6 +146,14 @@ def loop_over(
     return loop, processor
 
 
+async def step(loop: ProcessingLoop) -> int:
+    """One poll, every sub-batch it submitted settled, and what is durable committed."""
+    submitted = await loop.poll()
+    await loop.join()
+    await loop.commit()
+    return submitted
+
+
 def test_a_batch_is_committed_after_its_flags_and_states_and_only_up_to_what_it_read() -> None:
     p0, p1 = TP("crossings", 0), TP("crossings", 1)
     broker = InMemoryBroker({p0: transit(0, 0, "A"), p1: transit(1, 0, "B") + transit(1, 2, "C")})
@@ -154,18 +162,15 @@ def test_a_batch_is_committed_after_its_flags_and_states_and_only_up_to_what_it_
     loop, _ = loop_over(broker, producer, store, max_records=3)
 
     async def scenario() -> None:
-        assert await loop.poll() == 3  # p0's two records, then one of p1's
+        assert await step(loop) == 3  # p0's two records, then one of p1's
         assert broker.commits == [{p0: 2, p1: 1}]
         assert len(producer.topic("flags")) == 1
-        assert await loop.poll() == 3
+        assert await step(loop) == 3
         assert broker.committed_offsets() == {p0: 2, p1: 4}
-        assert await loop.poll() == 0  # nothing left: nothing committed
+        assert await step(loop) == 0  # nothing left: nothing committed
         assert len(broker.commits) == 2
-        assert sorted(orjson.loads(r.value)["consignment_id"] for r in producer.topic("flags")) == [
-            "A",
-            "B",
-            "C",
-        ]
+        flagged = sorted(orjson.loads(r.value)["consignment_id"] for r in producer.topic("flags"))
+        assert flagged == ["A", "B", "C"]
         assert {"A", "B", "C"} <= set((await store.load(["A", "B", "C"])).keys())
 
     asyncio.run(scenario())
@@ -182,9 +187,14 @@ def test_a_batch_that_fails_is_not_committed_and_the_failure_propagates(
         raise PoisonLimitExceeded("most messages failed")
 
     monkeypatch.setattr(processor, "process", refuse)
-    with pytest.raises(PoisonLimitExceeded):
-        asyncio.run(loop.poll())
-    assert broker.commits == []
+
+    async def scenario() -> None:
+        await step(loop)  # the sub-batch fails in its task...
+        with pytest.raises(PoisonLimitExceeded):
+            await loop.poll()  # ...and the next poll raises it, before fetching again
+
+    asyncio.run(scenario())
+    assert broker.commits == [] and broker.fetches == 1
 
 
 def test_revocation_waits_for_the_batch_in_flight_to_be_committed() -> None:
@@ -196,20 +206,18 @@ def test_revocation_waits_for_the_batch_in_flight_to_be_committed() -> None:
 
     async def scenario() -> None:
         producer.gate = asyncio.Event()
-        polling = asyncio.create_task(loop.poll())
+        await loop.poll()
         await producer.sending.wait()  # the batch is in flight, its flag not yet acknowledged
         revoking = asyncio.create_task(loop.on_revoked([p0]))
         await asyncio.sleep(0.01)
         assert not revoking.done(), "revocation returned while a batch was in flight"
         assert broker.commits == []
         producer.gate.set()
-        await polling
-        order.append("committed" if broker.commits else "not committed")
         await revoking
-        order.append("revoked")
+        order.append("committed before the revocation returned" if broker.commits else "lost")
 
     asyncio.run(scenario())
-    assert order == ["committed", "revoked"]
+    assert order == ["committed before the revocation returned"]
     assert broker.committed_offsets() == {p0: 2}
 
 
@@ -239,7 +247,7 @@ def test_a_partition_another_worker_claimed_is_not_committed() -> None:
     async def scenario() -> None:
         processor.tokens = await store.claim(["crossings:0", "crossings:1"])
         await store.claim(["crossings:1"])  # another worker took partition 1 meanwhile
-        await loop.poll()
+        await step(loop)
 
     asyncio.run(scenario())
     assert processor.is_fenced(1) and not processor.is_fenced(0)
@@ -255,14 +263,14 @@ def test_a_refused_commit_is_logged_and_the_next_batch_goes_on(
 
     async def scenario() -> None:
         broker.refuse_commits = True
-        assert await loop.poll() == 2
+        assert await step(loop) == 2
         broker.refuse_commits = False
-        assert await loop.poll() == 2
+        assert await step(loop) == 2
 
     asyncio.run(scenario())
     assert broker.commits == [{p0: 4}]
     assert loop.committed == {("crossings", 0): 4}
-    assert "offset commit refused" in caplog.text
+    assert "offset commit of crossings:0 refused" in caplog.text
 
 
 def test_close_finishes_the_batch_in_flight_then_fetches_no_more() -> None:
@@ -273,13 +281,12 @@ def test_close_finishes_the_batch_in_flight_then_fetches_no_more() -> None:
 
     async def scenario() -> None:
         producer.gate = asyncio.Event()
-        polling = asyncio.create_task(loop.poll())
+        assert await loop.poll() == 2
         await producer.sending.wait()
         closing = asyncio.create_task(loop.close())
         await asyncio.sleep(0.01)
         assert not closing.done()
         producer.gate.set()
-        assert await polling == 2
         await closing
         fetches = broker.fetches
         assert await loop.poll() == 0
@@ -334,3 +341,126 @@ def test_the_kafka_headers_are_kept_for_signature_checks() -> None:
 def test_a_tombstone_is_an_empty_value_and_a_missing_timestamp_is_none() -> None:
     message = to_message(dataclasses.replace(record(0, 0, "A"), value=None, timestamp=-1))
     assert message.value == b"" and message.timestamp_ms is None
+
+
+def test_partitions_are_processed_concurrently_each_in_offset_order() -> None:
+    p0, p1 = TP("crossings", 0), TP("crossings", 1)
+    broker = InMemoryBroker({p0: transit(0, 0, "A"), p1: transit(1, 0, "B")})
+    producer = Producer()
+    loop, _ = loop_over(broker, producer)
+    sends_waiting: list[int] = []
+
+    async def scenario() -> None:
+        producer.gate = asyncio.Event()
+        real_send = producer.send_all
+
+        async def counting_send(records: Sequence[Record]) -> None:
+            sends_waiting.append(len(sends_waiting))
+            await real_send(records)
+
+        producer.send_all = counting_send  # type: ignore[method-assign]
+        assert await loop.poll() == 4
+        await asyncio.sleep(0.01)
+        # Both partitions' flags are waiting for their acknowledgement at the same time.
+        assert len(sends_waiting) == 2 and broker.commits == []
+        producer.gate.set()
+        await loop.join()
+        await loop.commit()
+
+    asyncio.run(scenario())
+    assert broker.commits == [{p0: 2, p1: 2}]
+
+
+def test_a_partition_waits_for_its_previous_sub_batch() -> None:
+    p0 = TP("crossings", 0)
+    broker = InMemoryBroker({p0: transit(0, 0, "A") + transit(0, 2, "B")})
+    producer = Producer()
+    loop, _ = loop_over(broker, producer, max_records=2)
+
+    async def scenario() -> None:
+        producer.gate = asyncio.Event()
+        await loop.poll()
+        await loop.poll()  # B's records, submitted while A's are still in flight
+        await asyncio.sleep(0.01)
+        assert broker.commits == [] and producer.records == []
+        producer.gate.set()
+        await loop.join()
+        await loop.commit()
+
+    asyncio.run(scenario())
+    flagged = [orjson.loads(r.value)["consignment_id"] for r in producer.topic("flags")]
+    assert flagged == ["A", "B"]
+    assert broker.commits == [{p0: 4}]
+
+
+def test_room_for_more_is_waited_for_before_fetching() -> None:
+    p0, p1 = TP("crossings", 0), TP("crossings", 1)
+    broker = InMemoryBroker({p0: transit(0, 0, "A"), p1: transit(1, 0, "B")})
+    producer = Producer()
+    loop, _ = loop_over(broker, producer, max_records=2, max_in_flight=1)
+
+    async def scenario() -> None:
+        producer.gate = asyncio.Event()
+        await loop.poll()
+        polling = asyncio.create_task(loop.poll())
+        await asyncio.sleep(0.01)
+        assert broker.fetches == 1 and not polling.done()
+        producer.gate.set()
+        await polling
+        await loop.close()
+
+    asyncio.run(scenario())
+    assert broker.fetches == 2 and broker.committed_offsets() == {p0: 2, p1: 2}
+
+
+def test_a_failing_sub_batch_is_not_committed_nor_what_follows_it_on_its_partition(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    p0, p1 = TP("crossings", 0), TP("crossings", 1)
+    broker = InMemoryBroker({p0: transit(0, 0, "A"), p1: transit(1, 0, "B") + transit(1, 2, "C")})
+    producer = Producer()
+    loop, processor = loop_over(broker, producer, max_records=4)
+    real_process = processor.process
+
+    async def failing_on_b(messages: Sequence[Message]) -> Any:
+        if messages[0].key == b"B":
+            raise PoisonLimitExceeded("most messages failed")
+        await asyncio.sleep(0.01)  # still running when B fails
+        return await real_process(messages)
+
+    monkeypatch.setattr(processor, "process", failing_on_b)
+
+    async def scenario() -> None:
+        await loop.poll()  # A (partition 0) and B (partition 1)
+        await loop.poll()  # C, behind B on partition 1
+        await loop.join()
+        with pytest.raises(PoisonLimitExceeded):
+            await loop.poll()
+        await loop.close()  # as the worker does when it stops: commits what is durable
+
+    asyncio.run(scenario())
+    assert [orjson.loads(r.value)["consignment_id"] for r in producer.topic("flags")] == ["A"]
+    assert broker.commits == [{p0: 2}]
+
+
+def test_durable_offsets_are_committed_together_once_the_interval_has_passed() -> None:
+    p0, p1 = TP("crossings", 0), TP("crossings", 1)
+    broker = InMemoryBroker({p0: transit(0, 0, "A") + transit(0, 2, "B"), p1: transit(1, 0, "C")})
+    now = [0.0]
+    loop, _ = loop_over(
+        broker, Producer(), max_records=2, commit_interval_s=1.0, clock=lambda: now[0]
+    )
+
+    async def scenario() -> None:
+        await loop.poll()
+        await loop.join()
+        await loop.poll()  # under a second since the start: nothing committed yet
+        await loop.join()
+        assert broker.commits == []
+        now[0] = 1.0
+        await loop.poll()  # one commit for both of partition 0's sub-batches, then C's fetch
+        assert broker.commits == [{p0: 4}]
+        await loop.close()
+
+    asyncio.run(scenario())
+    assert broker.commits == [{p0: 4}, {p1: 2}]

@@ -10,12 +10,12 @@ from typing import Any
 from bordermon import topics as library
 from bordermon.acls import AclDeclarationError, default_acls_file, load_acls
 from bordermon.cli.common import KAFKA_SECURITY_SETTINGS, add_settings_options, load_settings
+from bordermon.kafka import BrokerUnreachable
 from bordermon.settings import Settings, SettingsError
 from bordermon.topics import (
     DEFAULT_BOOTSTRAP,
     ROLES,
     TOPICS_FILE_ENV,
-    BrokerUnreachable,
     TopicDeclarationError,
     apply_topics,
     default_topics_file,

@@ -11,28 +11,35 @@ getsentry/arroyo's strategies), with no faust in it:
 
 - **assign** (`on_assigned`): partitions were assigned; the processors forget their owner
   tokens and claim fresh ones before their next load (the single-writer fence of SPEC §6);
-- **poll** (`poll`): fetch up to `max_records` records, then, holding the processing lock,
-  **process** them (each stage's messages through its processor, crossings first) and
-  **commit** the next offset of every partition in the batch. A commit happens only after the
-  batch's dead letters, flags, forwards and states are durable (the processor returns only
-  then). Partitions this worker was fenced off are not committed: they belong to another
-  worker now;
-- **revoke** (`on_revoked`): called by the group protocol before partitions are taken away; it
-  waits for the in-flight batch to finish and commit, so nothing processed is left uncommitted
-  when a partition changes hands. Records fetched before a revocation but not yet processed are
-  dropped; their new owner reads them from the last commit;
-- **close** (`close`): the same wait, then no more batches; the caller then leaves the group.
+- **poll** (`poll`): fetch up to `max_records` records and **submit** each partition's records
+  as one sub-batch. A sub-batch runs as its own task: it waits for the partition's previous
+  sub-batch (offset order within a partition), is processed by its stage's processor, and
+  then marks its partition's next offset durable. Partitions thus overlap their waits for
+  Redis and the broker instead of queueing behind each other. At most `max_in_flight`
+  sub-batches are pending; `poll` waits for room before fetching more;
+- **commit** (`commit`): the durable offsets of all partitions in one request, every
+  `commit_interval_s` at most (a request per sub-batch was a broker round trip each, which
+  added latency for nothing). An offset is committed only after its sub-batch's dead letters,
+  flags, forwards and states are durable. Partitions this worker was fenced off are not
+  committed: they belong to another worker now;
+- **revoke** (`on_revoked`): called by the group protocol before partitions are taken away;
+  it **joins** every pending sub-batch and commits, so nothing processed is left uncommitted
+  when a partition changes hands. Records fetched before a revocation but not yet submitted
+  are dropped; their new owner reads them from the last commit;
+- **close** (`close`): no more fetching, then the same join and commit; the caller then leaves
+  the group.
 
-Anything a processor raises (the poison limit, a dead-letter topic refusing writes, a bug)
-propagates out of `poll` with nothing committed for that batch: the caller stops the worker
-and the batch is read again after the restart. No `os._exit` is needed for that: offsets are
-committed here and nowhere else.
+A sub-batch that fails (the poison limit, a dead-letter topic refusing writes, a bug) is not
+committed, nor is anything after it on its partition; the failure is raised by the next
+`poll`, and the caller stops the worker: the batch is read again after the restart. No
+`os._exit` is needed for that: offsets are committed here and nowhere else.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -97,8 +104,8 @@ class StageBinding:
 
 
 class ProcessingLoop:
-    """Fetch, process, commit; assignment, revocation and close as named steps (see the
-    module docstring). `stages` maps each source topic to its stage, in processing order."""
+    """Fetch, submit per partition, process, commit; assignment, revocation and close as named
+    steps (see the module docstring). `stages` maps each source topic to its stage."""
 
     def __init__(
         self,
@@ -107,17 +114,32 @@ class ProcessingLoop:
         *,
         max_records: int = 500,
         poll_timeout_ms: int = 100,
+        max_in_flight: int = 8,
+        commit_interval_s: float = 0.2,
         commit_errors: tuple[type[BaseException], ...] = (),
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.source = source
         self.stages = dict(stages)
         self.max_records = max_records
         self.poll_timeout_ms = poll_timeout_ms
+        self.max_in_flight = max_in_flight
+        """Sub-batches submitted and not finished, at most (memory: this many fetches)."""
+        self.commit_interval_s = commit_interval_s
+        """Durable offsets are committed together, at most this often (and at every
+        revocation and close): one request for every partition, not one per sub-batch."""
+        self.clock = clock
+        self._last_commit = clock()
+        self._durable: dict[TopicPartition, int] = {}
+        """Per partition, the next offset after its last durable sub-batch, not yet committed."""
         self.commit_errors = commit_errors
         """Commit failures that only cost re-deliveries (the group rebalanced under the commit):
         logged, not raised. The batch is durable; whoever owns its partitions next reads it
         again from the last commit and drops what it has already applied as duplicates."""
-        self._in_flight = asyncio.Lock()
+        self._pending: set[asyncio.Task[None]] = set()
+        self._latest: dict[tuple[str, int], asyncio.Task[None]] = {}
+        """Per partition, its last submitted sub-batch: the next one waits for it."""
+        self._failures: list[BaseException] = []
         self._revocations = 0
         self.closed = False
         self.committed: dict[tuple[str, int], int] = {}
@@ -131,54 +153,86 @@ class ProcessingLoop:
 
     # --- revoke -------------------------------------------------------------------------
     async def on_revoked(self, partitions: Iterable[TopicPartition]) -> None:
-        self._revocations += 1
-        async with self._in_flight:  # the batch being processed finishes and commits first
-            pass
+        self._revocations += 1  # whatever is being fetched right now is dropped
+        await self.join()
+        await self.commit()
         log.info("revoked: %s", _describe(partitions))
 
-    # --- poll, process, commit ----------------------------------------------------------
+    # --- poll and submit ----------------------------------------------------------------
     async def poll(self) -> int:
-        """One step: fetch a batch, process it, commit it. Returns the messages processed
-        (0 when nothing was fetched, or the batch predates a revocation)."""
+        """One step: wait for room, fetch, submit each partition's records. Returns the
+        records submitted (0 when nothing was fetched, or the fetch predates a revocation).
+        Raises the failure of any sub-batch that failed since the last call."""
+        self._raise_failure()
         if self.closed:
             return 0
+        if self._durable and self.clock() - self._last_commit >= self.commit_interval_s:
+            await self.commit()
+        while len(self._pending) >= self.max_in_flight:
+            await asyncio.wait(self._pending, return_when=asyncio.FIRST_COMPLETED)
+            self._raise_failure()
         revocations = self._revocations
         fetched = await self.source.getmany(
             timeout_ms=self.poll_timeout_ms, max_records=self.max_records
         )
-        if not fetched:
+        self._raise_failure()
+        if not fetched or self.closed or self._revocations != revocations:
+            # Nothing, or partitions changed hands while this was fetched: its records may
+            # belong to another worker now. Dropped unprocessed and uncommitted.
             return 0
-        async with self._in_flight:
-            if self.closed or self._revocations != revocations:
-                # Partitions changed hands since this batch was fetched: its records may
-                # belong to another worker now. Drop them unprocessed and uncommitted.
-                return 0
-            return await self._process(fetched)
-
-    async def _process(self, fetched: Mapping[Any, Sequence[Any]]) -> int:
-        by_topic: dict[str, list[Message]] = {}
-        for tp, records in fetched.items():
-            by_topic.setdefault(tp.topic, []).extend(to_message(record) for record in records)
-        unknown = by_topic.keys() - self.stages.keys()
+        unknown = {tp.topic for tp in fetched} - self.stages.keys()
         if unknown:
             raise RuntimeError(f"fetched records of topics no stage reads: {sorted(unknown)}")
-        processed = 0
-        for topic, binding in self.stages.items():
-            messages = by_topic.get(topic)
-            if not messages:
-                continue
-            await binding.processor.process(messages)
-            if binding.on_processed is not None:
-                binding.on_processed(messages)
-            processed += len(messages)
-        await self._commit(fetched)
-        return processed
+        submitted = 0
+        for tp, records in fetched.items():
+            if records:
+                self._submit(tp, records)
+                submitted += len(records)
+        return submitted
 
-    async def _commit(self, fetched: Mapping[Any, Sequence[Any]]) -> None:
+    def _submit(self, tp: TopicPartition, records: Sequence[Any]) -> None:
+        key = (tp.topic, tp.partition)
+        task = asyncio.ensure_future(self._process(tp, records, self._latest.get(key)))
+        self._latest[key] = task
+        self._pending.add(task)
+        task.add_done_callback(lambda done: self._settled(key, done))
+
+    def _settled(self, key: tuple[str, int], task: asyncio.Task[None]) -> None:
+        self._pending.discard(task)
+        if self._latest.get(key) is task:
+            del self._latest[key]
+        if not task.cancelled() and task.exception() is not None:
+            self._failures.append(task.exception())  # type: ignore[arg-type]
+
+    def _raise_failure(self) -> None:
+        if self._failures:
+            raise self._failures[0]
+
+    # --- process and commit (one sub-batch) ---------------------------------------------
+    async def _process(
+        self, tp: TopicPartition, records: Sequence[Any], previous: asyncio.Task[None] | None
+    ) -> None:
+        if previous is not None:
+            # The partition's earlier records first. If they failed, so does this: it is
+            # neither processed nor committed, and the worker re-reads both after a restart.
+            await asyncio.shield(previous)
+        binding = self.stages[tp.topic]
+        messages = [to_message(record) for record in records]
+        await binding.processor.process(messages)
+        if binding.on_processed is not None:
+            binding.on_processed(messages)
+        self._durable[tp] = records[-1].offset + 1
+
+    # --- commit -------------------------------------------------------------------------
+    async def commit(self) -> None:
+        """Commit every partition's durable offset, in one request; not the partitions this
+        worker was fenced off (another worker owns them and commits them)."""
+        durable, self._durable = self._durable, {}
+        self._last_commit = self.clock()
         offsets = {
-            tp: records[-1].offset + 1
-            for tp, records in fetched.items()
-            if records and not self.stages[tp.topic].processor.is_fenced(tp.partition)
+            tp: offset
+            for tp, offset in durable.items()
+            if not self.stages[tp.topic].processor.is_fenced(tp.partition)
         }
         if not offsets:
             return
@@ -186,19 +240,26 @@ class ProcessingLoop:
             await self.source.commit(offsets)
         except self.commit_errors as error:
             log.warning(
-                "offset commit refused (%r); the batch is durable and will be re-delivered"
-                " to the partitions' next owner, which drops it as duplicates",
+                "offset commit of %s refused (%r); the batches are durable and will be"
+                " re-delivered to the partitions' next owner, which drops them as duplicates",
+                ", ".join(sorted(f"{tp.topic}:{tp.partition}" for tp in offsets)),
                 error,
             )
             return
         for tp, offset in offsets.items():
             self.committed[(tp.topic, tp.partition)] = offset
 
-    # --- close --------------------------------------------------------------------------
+    # --- join and close -----------------------------------------------------------------
+    async def join(self) -> None:
+        """Until every submitted sub-batch has settled (processed and committed, or failed)."""
+        while self._pending:
+            await asyncio.wait(set(self._pending))
+
     async def close(self) -> None:
-        """Finish the in-flight batch (and its commit), then take no more."""
-        async with self._in_flight:
-            self.closed = True
+        """Fetch no more, let what was submitted finish, and commit it."""
+        self.closed = True
+        await self.join()
+        await self.commit()
 
 
 def _describe(partitions: Iterable[TopicPartition]) -> str:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import cast
 
 import msgspec
@@ -77,7 +77,7 @@ compact (`when` in whole seconds), else the `observed_at` text (`when` in nanose
 """
 
 
-class PackedFlag(msgspec.Struct, array_like=True):
+class PackedFlag(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
     """A pending `Flag`: its fields in order, the two crossings packed, the rule by index."""
 
     flag_id: str
@@ -275,7 +275,9 @@ def unpack_flag(packed: PackedFlag) -> Flag:
 # --- sets of short texts ----------------------------------------------------------------------
 
 
-def pack_rules(rules: Iterable[str]) -> list[int | str]:
+def pack_rules(rules: Collection[str]) -> list[int | str]:
+    if not rules:  # (most states)
+        return []
     return [_RULE_INDEX.get(rule, rule) for rule in sorted(rules)]
 
 
@@ -312,8 +314,13 @@ def unpack_hs_codes(packed: bytes | list[str]) -> set[str]:
     return set(codes)
 
 
-def pack_pairs(texts: Iterable[str]) -> str | list[str]:
+def pack_pairs(texts: Collection[str]) -> str | list[str]:
     """Two-character texts (country codes) joined into one string, else a list."""
+    if not texts:
+        return ""
+    if len(texts) == 1:  # most consignments declare one destination or none
+        (only,) = texts
+        return only if len(only) == 2 else [only]
     ordered = sorted(texts)
     if all(len(text) == 2 for text in ordered):
         return "".join(ordered)

@@ -164,14 +164,13 @@ def apply(
     return Transition(state, tuple(flags), sightings, duplicate=False)
 
 
-class _PackedState(msgspec.Struct, array_like=True):
+class _PackedState(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
     """Format 2 of a consignment state: a msgpack array, empty fields at the end left out.
 
     The consignment id is not in it (the key holds it; the checksum ties the value to it).
-    `seen_kept` gives, for each kept crossing (entries, then exits), the place of its
-    fingerprint in the ring (-1: not there); `seen` holds the other fingerprints in ring order.
-    Those two crossings' fingerprints are most of a young consignment's ring, and recomputing
-    them from the kept ids is cheaper than storing 8 bytes each.
+    `seen` is the fingerprint ring as raw bytes, 8 per fingerprint, oldest first. A field
+    more than these is refused, not skipped: adding one is a new format version, and a reader
+    that dropped it would lose it on its next save.
     """
 
     accepted: int
@@ -179,7 +178,6 @@ class _PackedState(msgspec.Struct, array_like=True):
     exits: list[PackedSighting] = []
     hs_codes: bytes | list[str] = []
     declared: str | list[str] = ""
-    seen_kept: list[int] = []
     seen: bytes = b""
     flagged: list[int | str] = []
     pending: list[PackedFlag] = []
@@ -190,47 +188,49 @@ _DECODER = msgspec.msgpack.Decoder(_PackedState)
 _CHECKSUM_BYTES = 4
 
 
-# Kept crossings as packed, with their fingerprints, for the crossings met lately: the worker
-# decodes a batch's states, applies the batch, and encodes them again (twice when a flag was
-# raised), so nearly every kept crossing it encodes was just decoded or encoded. Packing a
-# crossing (its UUID, its time text) and hashing its id are most of the codec's time.
-# The memo is keyed by value (a Sighting is an immutable tuple), so it is only a shortcut:
-# a miss packs afresh. Bounded: cleared when full.
-_PACKED: dict[Sighting, tuple[PackedSighting, bytes]] = {}
+# Kept crossings as packed, for the crossings met lately: the worker decodes a batch's states,
+# applies the batch and encodes them again (twice when a flag was raised), so nearly every
+# kept crossing it encodes was just decoded or encoded, and packing one (its UUID, its time
+# text) is most of the encoder's time. Keyed by value (a Sighting is an immutable tuple), so
+# it is only a shortcut: a miss packs afresh. Bounded: cleared when full.
+_PACKED: dict[Sighting, PackedSighting] = {}
 _PACKED_MAX = 8192
 
 
-def _packed(sighting: Sighting) -> tuple[PackedSighting, bytes]:
-    known = _PACKED.get(sighting)
-    if known is None:
-        known = (pack_sighting(sighting), fingerprint(sighting.event_id))
-        _remember_packed(sighting, known)
-    return known
+def _packed(sighting: Sighting) -> PackedSighting:
+    packed = _PACKED.get(sighting)
+    if packed is None:
+        packed = pack_sighting(sighting)
+        _remember_packed(sighting, packed)
+    return packed
 
 
-def _remember_packed(sighting: Sighting, packed: tuple[PackedSighting, bytes]) -> None:
+def _remember_packed(sighting: Sighting, packed: PackedSighting) -> None:
     if len(_PACKED) >= _PACKED_MAX:
         _PACKED.clear()
     _PACKED[sighting] = packed
+
+
+def _unpacked(packed: PackedSighting) -> Sighting:
+    sighting = unpack_sighting(packed)
+    _remember_packed(sighting, packed)
+    return sighting
 
 
 def encode_state(state: ConsignmentState) -> bytes:
     """Format 2: the version byte, the msgpack body, a CRC-32 of the consignment id and both.
 
     The checksum makes a damaged value, or one stored under another consignment's key, fail
-    to decode rather than decode into a wrong state.
+    to decode rather than decode into a wrong state. The ring holds 8-byte fingerprints only
+    (`fingerprint`).
     """
-    entries = [_packed(s) for s in state.entries]
-    exits = [_packed(s) for s in state.exits]
-    seen_kept, other_prints = _pack_seen(state.seen, [p for _, p in entries + exits])
     fields = [
         state.accepted,
-        [packed for packed, _ in entries],
-        [packed for packed, _ in exits],
+        [_packed(s) for s in state.entries],
+        [_packed(s) for s in state.exits],
         pack_hs_codes(state.hs_codes),
         pack_pairs(state.declared),
-        seen_kept,
-        other_prints,
+        b"".join(state.seen),
         pack_rules(state.flagged),
         [pack_flag(flag) for flag in state.pending],
     ]
@@ -239,57 +239,6 @@ def encode_state(state: ConsignmentState) -> bytes:
     body = _VERSION_BYTE + _ENCODER.encode(fields)
     checksum = zlib.crc32(body, zlib.crc32(state.consignment_id.encode()))
     return body + checksum.to_bytes(_CHECKSUM_BYTES, "big")
-
-
-def _pack_seen(seen: list[bytes], kept_prints: list[bytes]) -> tuple[list[int], bytes]:
-    """Where each kept crossing's fingerprint is in the ring (-1: not there), and the other
-    fingerprints. The ring holds 8-byte fingerprints only (`fingerprint`)."""
-    if not kept_prints:
-        return [], b"".join(seen)
-    claimed: set[int] = set()
-    places: list[int] = []
-    for print_ in kept_prints:
-        place = -1
-        start = 0
-        while place < 0:
-            try:
-                found = seen.index(print_, start)
-            except ValueError:
-                break
-            if found in claimed:  # the same fingerprint twice in the ring: take the next
-                start = found + 1
-            else:
-                place = found
-                claimed.add(found)
-        places.append(place)
-    if not claimed:
-        return places, b"".join(seen)
-    return places, b"".join([p for i, p in enumerate(seen) if i not in claimed])
-
-
-def _unpack_seen(places: list[int], packed: bytes, kept_prints: list[bytes]) -> list[bytes]:
-    if len(packed) % FINGERPRINT_BYTES:
-        raise ValueError("the fingerprints are not whole")
-    if len(places) != len(kept_prints):
-        raise ValueError(f"{len(places)} fingerprint places for {len(kept_prints)} kept crossings")
-    seen = [packed[i : i + FINGERPRINT_BYTES] for i in range(0, len(packed), FINGERPRINT_BYTES)]
-    if places == list(range(len(places))) and not seen:
-        return list(kept_prints)  # a young consignment: its ring is its kept crossings
-    # In increasing place order, each insertion lands where the encoder found the fingerprint.
-    previous = -1
-    for place, index in sorted([(place, i) for i, place in enumerate(places) if place >= 0]):
-        if place == previous or place > len(seen):
-            raise ValueError(f"fingerprint place {place} is not possible")
-        seen.insert(place, kept_prints[index])
-        previous = place
-    return seen
-
-
-def _unpacked(packed: PackedSighting) -> tuple[Sighting, bytes]:
-    sighting = unpack_sighting(packed)
-    print_ = fingerprint(sighting.event_id)
-    _remember_packed(sighting, (packed, print_))
-    return sighting, print_
 
 
 class StateDecodeError(ValueError):
@@ -327,20 +276,28 @@ def _decode_binary(raw: bytes, consignment_id: str) -> ConsignmentState:
         )
     try:
         packed = _DECODER.decode(memoryview(body)[1:])
-        entries = [_unpacked(s) for s in packed.entries]
-        exits = [_unpacked(s) for s in packed.exits]
+        if len(packed.seen) % FINGERPRINT_BYTES:
+            raise ValueError("the fingerprints are not whole")
+        seen = packed.seen
         return ConsignmentState(
             consignment_id,
             packed.accepted,
-            [sighting for sighting, _ in entries],
-            [sighting for sighting, _ in exits],
+            [_unpacked(s) for s in packed.entries],
+            [_unpacked(s) for s in packed.exits],
             unpack_hs_codes(packed.hs_codes),
             unpack_pairs(packed.declared),
-            _unpack_seen(packed.seen_kept, packed.seen, [p for _, p in entries + exits]),
+            [seen[i : i + FINGERPRINT_BYTES] for i in range(0, len(seen), FINGERPRINT_BYTES)],
             {unpack_rule(rule) for rule in packed.flagged},
             [unpack_flag(flag) for flag in packed.pending],
         )
-    except (msgspec.DecodeError, ValueError, LookupError, OverflowError, OSError) as error:
+    except (
+        msgspec.DecodeError,
+        ValueError,
+        TypeError,
+        LookupError,
+        OverflowError,
+        OSError,
+    ) as error:
         raise StateDecodeError(f"unreadable state: {error}") from None
 
 

@@ -5,15 +5,14 @@ Nothing here trusts the workers' own counters (a SIGKILL resets them). The evide
 - the crossings topic, read in full (every partition from 0 to its end offset);
 - the dead-letter topic, read in full (each record names its source partition and offset);
 - the consumer group's committed offsets;
-- every consignment state in Redis (the fingerprints `s` of the event ids applied, and the
-  kept crossings `e`/`x`, which are matched by id);
+- every consignment state in Redis, read through the store's codec (the fingerprints of the
+  event ids applied, and the kept crossings, which are matched by id);
 - the flags topic, read in full;
 - the workers' logs (fenced saves, outages met).
 """
 
 from __future__ import annotations
 
-import base64
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable
@@ -28,7 +27,8 @@ from harness import committed_offsets, end_offsets, kafka_reader
 
 from bordermon.core.crossing import InvalidCrossing, parse_crossing
 from bordermon.core.rules import RULE_RELABEL
-from bordermon.core.state import fingerprint
+from bordermon.core.state import ConsignmentState, fingerprint
+from bordermon.stores.base import CONSIGNMENTS
 from bordermon.stores.redis_store import (
     DEFAULT_OWNER_PREFIX,
     DEFAULT_PREFIX,
@@ -40,7 +40,6 @@ STATE_PREFIX = DEFAULT_PREFIX.encode()
 OWNER_PREFIX = DEFAULT_OWNER_PREFIX.encode()
 REVISIONED_PREFIXES = (STATE_PREFIX, LINK_PREFIX.encode())
 """Consignment states and link states: both are saved with revisions."""
-FINGERPRINT_BYTES = 8
 
 
 @dataclass
@@ -81,19 +80,19 @@ def read_all(bootstrap: str, topic: str, timeout: float = 120.0) -> list[Record]
     return records
 
 
-def load_states(redis_url: str, consignment_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """consignment id -> {'revision', 'doc'} for every stored state among these ids."""
+def load_states(redis_url: str, consignment_ids: Iterable[str]) -> dict[str, ConsignmentState]:
+    """consignment id -> its state, for every stored state among these ids (read through the
+    store's codec: whatever format the workers wrote)."""
     client: redis.Redis[bytes] = redis.Redis.from_url(redis_url)
     ids = sorted(set(consignment_ids))
-    states: dict[str, dict[str, Any]] = {}
+    states: dict[str, ConsignmentState] = {}
     try:
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             values = client.mget([STATE_PREFIX + i.encode() for i in chunk])
             for cid, raw in zip(chunk, values, strict=True):
                 if raw is not None:
-                    revision, encoded = split_revision(raw)
-                    states[cid] = {"revision": revision, "doc": orjson.loads(encoded)}
+                    states[cid] = CONSIGNMENTS.decode(cid, split_revision(raw)[1])
     finally:
         client.close()
     return states
@@ -129,11 +128,8 @@ def owner_tokens(redis_url: str, topic: str, partitions: Iterable[int]) -> dict[
     return {p: int(v or 0) for p, v in zip(partitions, values, strict=True)}
 
 
-def _applied_ids(doc: dict[str, Any]) -> tuple[set[bytes], set[str]]:
-    packed = base64.b64decode(doc.get("s", ""))
-    prints = {packed[i : i + FINGERPRINT_BYTES] for i in range(0, len(packed), FINGERPRINT_BYTES)}
-    kept = {row[0] for row in [*doc.get("e", ()), *doc.get("x", ())]}
-    return prints, kept
+def _applied_ids(state: ConsignmentState) -> tuple[set[bytes], set[str]]:
+    return set(state.seen), {kept.event_id for kept in [*state.entries, *state.exits]}
 
 
 FENCED_LINE = re.compile(r"claimed by another worker.*?(\d+) message\(s\) left to the new owner")
@@ -242,7 +238,7 @@ def reconcile(
     checks.examples("link sightings dead-lettered", from_links)
 
     states = load_states(redis_url, _consignment_ids(crossings))
-    applied_by_cid = {cid: _applied_ids(s["doc"]) for cid, s in states.items()}
+    applied_by_cid = {cid: _applied_ids(state) for cid, state in states.items()}
 
     per_partition: dict[int, dict[str, int]] = {}
     lost, both, wrong_bytes, wrong_reason, stray_dlq = [], [], [], [], []
@@ -313,7 +309,7 @@ def reconcile(
         dlq_offsets == must_dlq,
         f"{dlq_offsets} offsets dead-lettered, the ground truth says {must_dlq}",
     )
-    pending = sorted(cid for cid, s in states.items() if s["doc"].get("p"))
+    pending = sorted(cid for cid, state in states.items() if state.pending)
     checks.examples("states still holding a pending (unacknowledged) flag", pending)
 
     flags = _check_flags(checks, flag_records, expected_flags)

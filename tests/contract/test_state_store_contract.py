@@ -27,7 +27,7 @@ from store_helpers import (
 )
 
 from bordermon.core import ConsignmentState, InvalidCrossing, encode_state
-from bordermon.core.state import StateDecodeError
+from bordermon.core.state import STATE_VERSION, StateDecodeError, encode_state_json
 from bordermon.stores.base import Fenced, SaveConflict
 
 TTL = 600
@@ -240,7 +240,10 @@ def test_undecodable_state_is_absent_reported_and_kept_aside(
         "GARBAGE": b"\x00not json at all\xff",
         "TRUNCATED": encode_state(flagged_pending("TRUNCATED"))[:-7],
         "FUTURE": b'{"v":2,"c":"FUTURE","n":1,"new":"field"}',
-        "WRONG-ID": encode_state(entry_only("SOMEONE-ELSE")),
+        "FUTURE-BINARY": bytes([STATE_VERSION + 1]) + encode_state(entry_only("FUTURE-BINARY"))[1:],
+        "WRONG-ID": encode_state_json(entry_only("SOMEONE-ELSE")),
+        # Format 2 does not hold the id (the key does); its checksum covers it.
+        "WRONG-ID-BINARY": encode_state(entry_only("SOMEONE-ELSE")),
         "EMPTY": b"",
     }
     reported = CorruptLog()
@@ -261,6 +264,8 @@ def test_undecodable_state_is_absent_reported_and_kept_aside(
             assert all(isinstance(error, StateDecodeError) for _, error in reported.calls)
             assert "version 2" in str(dict(reported.calls)["FUTURE"])
             assert "SOMEONE-ELSE" in str(dict(reported.calls)["WRONG-ID"])
+            assert "another consignment" in str(dict(reported.calls)["WRONG-ID-BINARY"])
+            assert "newer bordermon" in str(dict(reported.calls)["FUTURE-BINARY"])
             logged = "\n".join(r.getMessage() for r in caplog.records)
             for cid, raw in corrupt.items():
                 assert repr(cid) in logged
@@ -382,7 +387,8 @@ def test_claims_fence_off_earlier_owners(harness: Harness) -> None:
 def test_a_state_stored_before_revisions_existed_reads_as_revision_1(harness: Harness) -> None:
     async def scenario() -> None:
         async with harness.session(TTL) as store:
-            await harness.put_raw("OLD", encode_state(entry_only("OLD")))
+            # Then, states were JSON (format 1).
+            await harness.put_raw("OLD", encode_state_json(entry_only("OLD")))
             snapshot = await store.snapshot(["OLD"])
             assert snapshot.states == {"OLD": entry_only("OLD")}
             assert snapshot.revisions == {"OLD": 1}

@@ -29,6 +29,7 @@ from harness import (
 from bordermon.core import DetectionConfig, load_watchlist
 from bordermon.replay import replay
 from bordermon.simulate import SimulationSpec, generate
+from bordermon.stores.base import CONSIGNMENTS
 from bordermon.stores.redis_store import split_revision
 
 pytestmark = pytest.mark.integration
@@ -137,11 +138,13 @@ def test_scenario_gives_exact_flags_dead_letters_and_state(
     assert int(headers["source_partition"]) >= 0 and int(headers["source_offset"]) >= 0
     assert headers["detail"]
 
-    revision, stored_a = split_revision(redis_client.get(STATE_PREFIX + b"A") or b"{}")
-    state_a = orjson.loads(stored_a)
+    stored_a = redis_client.get(STATE_PREFIX + b"A")
+    assert stored_a is not None
+    revision, encoded_a = split_revision(stored_a)
+    state_a = CONSIGNMENTS.decode("A", encoded_a)
     assert revision >= 2  # saved with the flag pending, then with it acknowledged
-    assert state_a["f"] == ["export-without-permit", "transit-to-ru"]
-    assert "p" not in state_a and state_a["n"] == 2
+    assert state_a.flagged == {"export-without-permit", "transit-to-ru"}
+    assert not state_a.pending and state_a.accepted == 2
     assert redis_client.exists(STATE_PREFIX + b"B") and redis_client.exists(STATE_PREFIX + b"C")
     assert not redis_client.exists(STATE_PREFIX + b"D")
     ttl = redis_client.ttl(STATE_PREFIX + b"A")

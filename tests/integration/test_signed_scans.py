@@ -21,6 +21,7 @@ from bordermon.cli import main
 from bordermon.core.signatures import sign_headers
 from bordermon.scanner.keys import read_private_key
 from bordermon.scanner.publisher import ScannerPublisher
+from bordermon.stores.base import CONSIGNMENTS
 from bordermon.stores.redis_store import split_revision
 
 pytestmark = pytest.mark.integration
@@ -181,7 +182,8 @@ def test_only_scans_signed_by_a_registered_scanner_at_its_checkpoint_are_process
     for consignment in consignments:
         stored = redis_client.get(b"bordermon:state:" + consignment.encode())
         assert stored is not None, consignment
-        events_in_state[consignment] = orjson.loads(split_revision(stored)[1])["n"]
+        state = CONSIGNMENTS.decode(consignment, split_revision(stored)[1])
+        events_in_state[consignment] = state.accepted
     assert events_in_state == {c: 2 if c == "G" else 1 for c in consignments}
     assert "signed scans required: 2 scanner(s)" in log
     for key_file in (entry_key_file, exit_key_file, forger_key_file):

@@ -92,7 +92,7 @@ def run_both_stages(
             link_states[sighting.link] = link.state
             raised += [(index, flag) for flag in link.flags]
         if round_trip:
-            states = {cid: decode_state(encode_state(s)) for cid, s in states.items()}
+            states = {cid: decode_state(encode_state(s), cid) for cid, s in states.items()}
             link_states = {
                 k: decode_link_state(encode_link_state(s)) for k, s in link_states.items()
             }

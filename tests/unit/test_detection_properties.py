@@ -132,7 +132,7 @@ def run_core(arrivals: list[CrossingEvent], *, round_trip: bool) -> list[tuple[i
                 )
             )
         if round_trip:
-            state = decode_state(encode_state(state))
+            state = decode_state(encode_state(state), state.consignment_id)
     return raised
 
 

@@ -21,7 +21,10 @@ sightings that the link stage (`bordermon.core.link`) decides on. What is kept, 
   state with the flag in it before producing, and clears it after the broker acknowledges;
   a crash in between re-sends the very same flag (same `detected_at` too).
 
-The encoded form is compact JSON with short keys (a two-event consignment is ~300 bytes).
+Stored form (`encode_state` / `decode_state`): format 2, binary (a version byte, msgpack of
+positional fields packed by `bordermon.core.packing`, a CRC-32 tied to the consignment id); a
+two-event consignment is ~85 bytes. Format 1, the JSON earlier versions wrote (~330 bytes),
+is still read. docs/design.md, "Consignment state", says why.
 """
 
 from __future__ import annotations
@@ -29,19 +32,39 @@ from __future__ import annotations
 import base64
 import hashlib
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+import msgspec
 import orjson
 
 from bordermon.core.config import DetectionConfig
 from bordermon.core.crossing import CrossingEvent
 from bordermon.core.flag import Flag
+from bordermon.core.packing import (
+    PackedFlag,
+    PackedSighting,
+    pack_flag,
+    pack_hs_codes,
+    pack_pairs,
+    pack_rules,
+    pack_sighting,
+    unpack_flag,
+    unpack_hs_codes,
+    unpack_pairs,
+    unpack_rule,
+    unpack_sighting,
+)
 from bordermon.core.rules import CONSIGNMENT_RULES, SIGHTING_SOURCES
 from bordermon.core.sighting import LinkSighting, Sighting
 
-STATE_VERSION = 1
+STATE_VERSION = 2
+"""The format `encode_state` writes: its first byte. Format 1 was JSON, whose first byte is
+`{` (0x7B); later formats take 3, 4... and must never take 0x7B."""
+JSON_STATE_VERSION = 1
+_VERSION_BYTE = bytes([STATE_VERSION])
 FINGERPRINT_BYTES = 8
 
 
@@ -141,9 +164,182 @@ def apply(
     return Transition(state, tuple(flags), sightings, duplicate=False)
 
 
+class _PackedState(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
+    """Format 2 of a consignment state: a msgpack array, empty fields at the end left out.
+
+    The consignment id is not in it (the key holds it; the checksum ties the value to it).
+    `seen` is the fingerprint ring as raw bytes, 8 per fingerprint, oldest first. A field
+    more than these is refused, not skipped: adding one is a new format version, and a reader
+    that dropped it would lose it on its next save.
+    """
+
+    accepted: int
+    entries: list[PackedSighting] = []
+    exits: list[PackedSighting] = []
+    hs_codes: bytes | list[str] = []
+    declared: str | list[str] = ""
+    seen: bytes = b""
+    flagged: list[int | str] = []
+    pending: list[PackedFlag] = []
+
+
+_ENCODER = msgspec.msgpack.Encoder()
+_DECODER = msgspec.msgpack.Decoder(_PackedState)
+_CHECKSUM_BYTES = 4
+
+
+# Kept crossings as packed, for the crossings met lately: the worker decodes a batch's states,
+# applies the batch and encodes them again (twice when a flag was raised), so nearly every
+# kept crossing it encodes was just decoded or encoded, and packing one (its UUID, its time
+# text) is most of the encoder's time. Keyed by value (a Sighting is an immutable tuple), so
+# it is only a shortcut: a miss packs afresh. Bounded: cleared when full.
+_PACKED: dict[Sighting, PackedSighting] = {}
+_PACKED_MAX = 8192
+
+
+def _packed(sighting: Sighting) -> PackedSighting:
+    packed = _PACKED.get(sighting)
+    if packed is None:
+        packed = pack_sighting(sighting)
+        _remember_packed(sighting, packed)
+    return packed
+
+
+def _remember_packed(sighting: Sighting, packed: PackedSighting) -> None:
+    if len(_PACKED) >= _PACKED_MAX:
+        _PACKED.clear()
+    _PACKED[sighting] = packed
+
+
+def _unpacked(packed: PackedSighting) -> Sighting:
+    sighting = unpack_sighting(packed)
+    _remember_packed(sighting, packed)
+    return sighting
+
+
 def encode_state(state: ConsignmentState) -> bytes:
-    """Compact JSON for the state store; empty collections are left out."""
-    doc: dict[str, object] = {"v": STATE_VERSION, "c": state.consignment_id, "n": state.accepted}
+    """Format 2: the version byte, the msgpack body, a CRC-32 of the consignment id and both.
+
+    The checksum makes a damaged value, or one stored under another consignment's key, fail
+    to decode rather than decode into a wrong state. The ring holds 8-byte fingerprints only
+    (`fingerprint`).
+    """
+    fields = [
+        state.accepted,
+        [_packed(s) for s in state.entries],
+        [_packed(s) for s in state.exits],
+        pack_hs_codes(state.hs_codes),
+        pack_pairs(state.declared),
+        b"".join(state.seen),
+        pack_rules(state.flagged),
+        [pack_flag(flag) for flag in state.pending],
+    ]
+    while len(fields) > 1 and not fields[-1]:  # empty fields at the end are left out
+        fields.pop()
+    body = _VERSION_BYTE + _ENCODER.encode(fields)
+    checksum = zlib.crc32(body, zlib.crc32(state.consignment_id.encode()))
+    return body + checksum.to_bytes(_CHECKSUM_BYTES, "big")
+
+
+class StateDecodeError(ValueError):
+    """Stored state this version cannot read (corrupt, written by a newer version, or stored
+    under another consignment's key)."""
+
+
+def decode_state(raw: bytes, consignment_id: str) -> ConsignmentState:
+    """Read the state stored for `consignment_id`: format 2, or the JSON of format 1.
+
+    Raises `StateDecodeError` for anything else: damaged bytes, an unknown (newer) format, a
+    state that belongs to another consignment (applying this consignment's events to it would
+    mix two consignments).
+    """
+    version = raw[:1]
+    if version == _VERSION_BYTE:
+        return _decode_binary(raw, consignment_id)
+    if version == b"{":
+        return _decode_json(raw, consignment_id)
+    if not version:
+        raise StateDecodeError("empty state value")
+    raise StateDecodeError(
+        f"state format {raw[0]} is not one this version reads ({STATE_VERSION} or JSON);"
+        " written by a newer bordermon?"
+    )
+
+
+def _decode_binary(raw: bytes, consignment_id: str) -> ConsignmentState:
+    body, checksum = raw[:-_CHECKSUM_BYTES], raw[-_CHECKSUM_BYTES:]
+    if len(body) < 2 or zlib.crc32(body, zlib.crc32(consignment_id.encode())) != int.from_bytes(
+        checksum, "big"
+    ):
+        raise StateDecodeError(
+            "state checksum mismatch: the value is damaged or belongs to another consignment"
+        )
+    try:
+        packed = _DECODER.decode(memoryview(body)[1:])
+        if len(packed.seen) % FINGERPRINT_BYTES:
+            raise ValueError("the fingerprints are not whole")
+        seen = packed.seen
+        return ConsignmentState(
+            consignment_id,
+            packed.accepted,
+            [_unpacked(s) for s in packed.entries],
+            [_unpacked(s) for s in packed.exits],
+            unpack_hs_codes(packed.hs_codes),
+            unpack_pairs(packed.declared),
+            [seen[i : i + FINGERPRINT_BYTES] for i in range(0, len(seen), FINGERPRINT_BYTES)],
+            {unpack_rule(rule) for rule in packed.flagged},
+            [unpack_flag(flag) for flag in packed.pending],
+        )
+    except (
+        msgspec.DecodeError,
+        ValueError,
+        TypeError,
+        LookupError,
+        OverflowError,
+        OSError,
+    ) as error:
+        raise StateDecodeError(f"unreadable state: {error}") from None
+
+
+def _decode_json(raw: bytes, consignment_id: str) -> ConsignmentState:
+    """Format 1 (compact JSON with short keys), as written before format 2."""
+    try:
+        doc = orjson.loads(raw)
+        if doc.get("v") != JSON_STATE_VERSION:
+            raise StateDecodeError(
+                f"JSON state version {doc.get('v')!r}, expected {JSON_STATE_VERSION}"
+            )
+        state = ConsignmentState(
+            consignment_id=doc["c"],
+            accepted=doc["n"],
+            entries=[Sighting.from_row(row) for row in doc.get("e", ())],
+            exits=[Sighting.from_row(row) for row in doc.get("x", ())],
+            hs_codes=set(doc.get("h", ())),
+            declared=set(doc.get("d", ())),
+            seen=unpack_fingerprints(doc.get("s", "")),
+            flagged=set(doc.get("f", ())),
+            pending=[Flag.from_record(record) for record in doc.get("p", ())],
+        )
+    except StateDecodeError:
+        raise
+    except (orjson.JSONDecodeError, LookupError, TypeError, ValueError, AttributeError) as error:
+        raise StateDecodeError(f"unreadable state: {error}") from None
+    if state.consignment_id != consignment_id:
+        raise StateDecodeError(
+            f"stored state belongs to consignment {state.consignment_id!r}, not {consignment_id!r}"
+        )
+    return state
+
+
+def encode_state_json(state: ConsignmentState) -> bytes:
+    """Format 1, which bordermon no longer writes: the reference its reader is tested
+    against, and the baseline of tests/bench/bench_state_memory.py. Empty collections are
+    left out."""
+    doc: dict[str, object] = {
+        "v": JSON_STATE_VERSION,
+        "c": state.consignment_id,
+        "n": state.accepted,
+    }
     if state.entries:
         doc["e"] = [s.to_row() for s in state.entries]
     if state.exits:
@@ -159,29 +355,3 @@ def encode_state(state: ConsignmentState) -> bytes:
     if state.pending:
         doc["p"] = [flag.to_record() for flag in state.pending]
     return orjson.dumps(doc)
-
-
-class StateDecodeError(ValueError):
-    """Stored state this version cannot read (corrupt, or written by a newer version)."""
-
-
-def decode_state(raw: bytes) -> ConsignmentState:
-    try:
-        doc = orjson.loads(raw)
-        if doc.get("v") != STATE_VERSION:
-            raise StateDecodeError(f"state version {doc.get('v')!r}, expected {STATE_VERSION}")
-        return ConsignmentState(
-            consignment_id=doc["c"],
-            accepted=doc["n"],
-            entries=[Sighting.from_row(row) for row in doc.get("e", ())],
-            exits=[Sighting.from_row(row) for row in doc.get("x", ())],
-            hs_codes=set(doc.get("h", ())),
-            declared=set(doc.get("d", ())),
-            seen=unpack_fingerprints(doc.get("s", "")),
-            flagged=set(doc.get("f", ())),
-            pending=[Flag.from_record(record) for record in doc.get("p", ())],
-        )
-    except StateDecodeError:
-        raise
-    except (orjson.JSONDecodeError, LookupError, TypeError, ValueError, AttributeError) as error:
-        raise StateDecodeError(f"unreadable state: {error}") from None

@@ -100,7 +100,9 @@ class ConsignmentCodec:
         return encode_state(state)
 
     def decode(self, key: str, raw: bytes) -> ConsignmentState:
-        return decode_stored(key, raw)
+        # A state of another consignment is refused there too: applying this consignment's
+        # events to it would mix two consignments.
+        return decode_state(raw, key)
 
 
 CONSIGNMENTS = ConsignmentCodec()
@@ -185,20 +187,6 @@ def validate_ttl(ttl_seconds: int) -> int:
 def last_per_key(states: Iterable[S], codec: StateCodec[S]) -> dict[str, S]:
     """One state per key, the last one given winning (the `save` contract)."""
     return {codec.key_of(state): state for state in states}
-
-
-def decode_stored(consignment_id: str, raw: bytes) -> ConsignmentState:
-    """Decode the state stored for `consignment_id`; raises `StateDecodeError` when unusable.
-
-    A state that decodes but belongs to another consignment is unusable too: applying this
-    consignment's events to it would mix two consignments.
-    """
-    state = decode_state(raw)
-    if state.consignment_id != consignment_id:
-        raise StateDecodeError(
-            f"stored state belongs to consignment {state.consignment_id!r}, not {consignment_id!r}"
-        )
-    return state
 
 
 def report_corrupt(

@@ -1,7 +1,9 @@
 """The production `StateStore`: one Redis string per consignment, `redis.asyncio`.
 
 Layout: key `<prefix><consignment id as UTF-8>` (prefix default `bordermon:state:`), value the
-codec's compact JSON (`encode_state`), expiry `ttl_seconds` reset by every save.
+revision header `R<revision>\n` and the codec's bytes (`encode_state`: state format 2, binary;
+format 1 JSON values, with or without the header, still load), expiry `ttl_seconds` reset by
+every save.
 
 Keys: Redis keys are binary-safe, so the id's UTF-8 bytes are used as they are: any id the
 crossing schema accepts (arbitrary Unicode, up to 128 characters: spaces, colons, `*`, emoji...)

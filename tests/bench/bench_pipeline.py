@@ -1453,7 +1453,11 @@ PROFILE_STAGES: tuple[tuple[str, str, str], ...] = (
     ("- Redis save (`RedisStore.save`: encode + EVALSHA)", "save", "stores/redis_store.py"),
     ("- sightings to the links topic (`_forward`, acks awaited)", "_forward", "processor/batch.py"),
     ("- dead letters to Kafka (`_dead_letter`)", "_dead_letter", "processor/batch.py"),
-    ("- every produce, acks awaited (`FaustProducer.send_all`)", "send_all", "processor/app.py"),
+    (
+        "- every produce, acks awaited (`BatchingProducer.send_all`)",
+        "send_all",
+        "processor/producer.py",
+    ),
     (
         "faust: fetch loop, per-message dispatch (`_drain_messages`)",
         "_drain_messages",

@@ -109,8 +109,9 @@ class RecordingRecorder:
     def duplicates(self, count: int) -> None:
         self.calls.append(("duplicates", count))
 
-    def flag(self, flag: Any, scan_to_flag_s: float | None) -> None:
-        self.calls.append(("flag", flag.rule, flag.consignment_id, scan_to_flag_s is not None))
+    def flags(self, flags: Any) -> None:
+        for flag, scan_to_flag_s in flags:
+            self.calls.append(("flag", flag.rule, flag.consignment_id, scan_to_flag_s is not None))
 
     def store_unavailable(self) -> None:
         self.calls.append(("store_unavailable",))

@@ -84,8 +84,7 @@ def run(args: argparse.Namespace) -> int:
 
         def on_outcome(accepted: list[Accepted], flags: list[Flag]) -> None:
             metrics.record_events(item.event for item in accepted)
-            for flag in flags:
-                metrics.record_flag(flag)
+            metrics.record_flags((flag, None) for flag in flags)
 
     flags_out = open_output("-")
     try:

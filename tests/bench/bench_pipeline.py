@@ -1111,7 +1111,15 @@ def event_id_of(line: bytes) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def measure_latency(run: Run, rate: float, seconds: float, seed: int, compression: str) -> Row:
+def measure_latency(
+    run: Run,
+    rate: float,
+    seconds: float,
+    seed: int,
+    compression: str,
+    *,
+    results: Results | None = None,
+) -> Row:
     """Flags' arrival at a subscriber minus the produce time of the scan that completed the
     pair, with scans offered at `rate` for `seconds` to a worker that is already caught up."""
     from bordermon.scanner.publisher import ScannerPublisher
@@ -1195,6 +1203,8 @@ def measure_latency(run: Run, rate: float, seconds: float, seed: int, compressio
     if not latencies:
         raise BenchError("no flag was raised by a measured scan")
     latencies.sort()
+    if results is not None:
+        results.latency_p99_ms[rate] = percentile(latencies, 0.99)
     per_rule = []
     for rule, values in sorted(by_rule.items()):
         values.sort()
@@ -1327,6 +1337,7 @@ class Results:
     notes: list[str] = field(default_factory=list)
     workers: dict[str, WorkerRun] = field(default_factory=dict)
     replay_flags: dict[str, dict[str, int]] = field(default_factory=dict)
+    latency_p99_ms: dict[float, float] = field(default_factory=dict)
 
     def rate(self, key: str) -> float | None:
         """events/s of a row; the median of its passes when it has several."""
@@ -1405,6 +1416,36 @@ def cost_line(results: Results, what: str, configs: Sequence[tuple[str, str]]) -
     return f"- {what}{of}: {rule_costs(cpu)}."
 
 
+TARGET_WORKER_OF_RAW = 0.30
+TARGET_P99_MS = 50.0
+TARGET_P99_RATE = 2000.0
+
+
+def targets(results: Results) -> list[str]:
+    """Issue 11's targets, met or not, from this run's rows."""
+
+    def verdict(met: bool) -> str:
+        return "met" if met else "**missed**"
+
+    lines = ["Targets (issue 11):"]
+    raw = results.rate("1")
+    for key, what in (("3", "all rules"), ("3b", "transit-to-ru only")):
+        rate = results.rate(key)
+        if raw and rate:
+            share = rate / raw
+            lines.append(
+                f"- worker ({what}) / raw ceiling = {share:.2f}, target"
+                f" ≥ {TARGET_WORKER_OF_RAW:.2f}: {verdict(share >= TARGET_WORKER_OF_RAW)}"
+            )
+    p99 = results.latency_p99_ms.get(TARGET_P99_RATE)
+    if p99 is not None:
+        lines.append(
+            f"- scan-to-flag p99 at {TARGET_P99_RATE:,.0f} events/s, all rules = {p99:.0f} ms,"
+            f" target < {TARGET_P99_MS:.0f} ms: {verdict(p99 < TARGET_P99_MS)}"
+        )
+    return lines if len(lines) > 1 else []
+
+
 def render(results: Results, header: list[str]) -> list[str]:
     out = [*header, ""]
     out.append("| # | measurement | events | s | events/s | CPU s per M events | result |")
@@ -1423,6 +1464,7 @@ def render(results: Results, header: list[str]) -> list[str]:
         f" worker (all rules) / raw = {ratio(results, '3', '1')};"
         f" replay / worker, all rules = {ratio(results, '6', '3')}."
     )
+    out += ["", *targets(results)]
     costs = [
         cost_line(results, "worker (rows 3, 3b, 3c)", [(k, r) for k, r, _ in WORKER_CONFIGS]),
         cost_line(results, "replay (rows 6, 6b, 6c)", REPLAY_CONFIGS),
@@ -1695,7 +1737,12 @@ def run_benchmark(args: argparse.Namespace, run: Run) -> list[str]:
 
         def latency(rate: float = rate, index: int = index) -> Row:
             return measure_latency(
-                run, rate, args.latency_seconds, args.seed + 2 + index, args.compression
+                run,
+                rate,
+                args.latency_seconds,
+                args.seed + 2 + index,
+                args.compression,
+                results=results,
             )
 
         measure(run, key, f"scan-to-flag latency at {rate:,.0f} events/s", results, latency)

@@ -69,13 +69,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import fcntl
 import functools
 import math
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -87,17 +85,15 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import IO, Any
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any
 
 import orjson
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-sys.path.insert(0, str(REPO / "tests" / "integration"))
 # This checkout's bordermon, here and (bench_replay.child_env) in every subprocess, whatever the
-# virtualenv's editable install points at.
-sys.path.insert(0, str(REPO / "services"))
+# virtualenv's editable install points at; tests/ for the test support package.
+sys.path[:0] = [str(REPO / "services"), str(REPO / "tests")]
 
 from bench_replay import (  # noqa: E402
     ALL_RULES,
@@ -107,15 +103,16 @@ from bench_replay import (  # noqa: E402
     ensure_input,
     rule_costs,
 )
-from harness import WorkerProcess, worker_env  # noqa: E402
 from machine import describe_machine  # noqa: E402
+
+from support.services import REDIS_DB_LOCKS, database_url, locked_test_database  # noqa: E402
+from support.workers import WorkerProcess, free_port, worker_env  # noqa: E402
 
 BATCH_MAX = 500  # the worker's defaults (settings batch_max_events / batch_max_wait)
 BATCH_WITHIN_S = 0.05
 SAMPLE_EVERY_S = 1.0
 STALL_S = 120.0
 LATENCY_WARMUP = 500
-REDIS_LOCKS = Path(tempfile.gettempdir()) / "bordermon-test-redis-db"
 REDIS_DBS = (14, *range(1, 14), 15)
 
 
@@ -294,32 +291,26 @@ def log_tail(path: Path, chars: int = 3000) -> str:
 def locked_redis_db(base_url: str) -> Iterator[str]:
     """A Redis database of this run's own, flushed before and after.
 
-    Uses the integration tests' lock files (tests/integration/conftest.py), so a test session
-    started meanwhile skips this database, and this run skips one a session holds.
+    Uses the test sessions' lock files (support.services), so a test session started meanwhile
+    skips this database, and this run skips one a session holds.
     """
     import redis
 
-    REDIS_LOCKS.mkdir(exist_ok=True)
-    for db in REDIS_DBS:
-        handle: IO[str] = (REDIS_LOCKS / f"{db}.lock").open("w")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            continue
-        url = urlunsplit(urlsplit(base_url)._replace(path=f"/{db}"))
+    with locked_test_database(REDIS_DBS) as db:
+        if db is None:
+            raise BenchError(
+                f"every Redis database 1-15 is locked by a test session ({REDIS_DB_LOCKS})"
+            )
+        url = database_url(base_url, db)
         client = redis.Redis.from_url(url)
         try:
             client.flushdb()
-            note(f"Redis database {db} (locked in {REDIS_LOCKS})")
+            note(f"Redis database {db} (locked in {REDIS_DB_LOCKS})")
             yield url
         finally:
             with contextlib.suppress(redis.RedisError):
                 client.flushdb()
             client.close()
-            handle.close()
-        return
-    raise BenchError(f"every Redis database 1-15 is locked by a test session ({REDIS_LOCKS})")
 
 
 class Run:
@@ -731,13 +722,6 @@ class Sample:
     crossings: int
     total: int
     cpu: float
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,6 @@ from typing import Any
 import orjson
 import redis
 from confluent_kafka import TopicPartition
-from harness import committed_offsets, end_offsets, kafka_reader
 
 from bordermon.core.crossing import InvalidCrossing, parse_crossing
 from bordermon.core.rules import RULE_RELABEL
@@ -35,6 +34,7 @@ from bordermon.stores.redis_store import (
     LINK_PREFIX,
     split_revision,
 )
+from support.kafka_io import committed_offsets, end_offsets, kafka_reader
 
 STATE_PREFIX = DEFAULT_PREFIX.encode()
 OWNER_PREFIX = DEFAULT_OWNER_PREFIX.encode()

@@ -7,11 +7,11 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
-from builders import CHPL, entry, exit_
 from prometheus_client import REGISTRY
 
 from bordermon import metrics
 from bordermon.core import DetectionConfig, Flag, apply
+from support.builders import CHPL, entry, exit_
 
 
 def value(name: str, **labels: str) -> float:

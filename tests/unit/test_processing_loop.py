@@ -14,7 +14,6 @@ from typing import Any, NamedTuple
 import orjson
 import pytest
 from aiokafka.structs import ConsumerRecord
-from builders import CHPL, crossing_doc
 
 from bordermon.core import DetectionConfig
 from bordermon.core.pipeline import Message
@@ -22,6 +21,7 @@ from bordermon.processor.batch import BatchProcessor, PoisonLimitExceeded, Recor
 from bordermon.processor.consumer import ProcessingLoop, StageBinding, to_message
 from bordermon.processor.stages import ConsignmentStage
 from bordermon.stores.memory import MemoryStore
+from support.builders import CHPL, crossing_doc
 
 CONFIG = DetectionConfig(watchlist=CHPL, rules=frozenset({"transit-to-ru"}))
 TOPICS = StageTopics(source="crossings", flags="flags", dead_letter="dlq")

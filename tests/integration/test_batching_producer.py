@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
-from harness import read_topic
 
 from bordermon.processor.batch import Record
 from bordermon.processor.producer import BatchingProducer
+from support.kafka_io import read_topic
 
 pytestmark = pytest.mark.integration
 

@@ -339,7 +339,14 @@ def reconcile(
         "states": {
             "stored": len(states),
             "pending_left": len(pending),
-            "max_revision": max((s["revision"] for s in states.values()), default=0),
+            "max_revision": max(
+                (
+                    revision
+                    for key, revision in state_revisions(redis_url).items()
+                    if key.startswith(STATE_PREFIX)
+                ),
+                default=0,
+            ),
             "owner_claims": owner_tokens(redis_url, topics["crossings"], sorted(ends)),
             "link_owner_claims": owner_tokens(redis_url, topics["links"], sorted(link_ends)),
         },

@@ -1306,7 +1306,10 @@ def measure_replay(path: Path, rules: str = ALL_RULES, results: Results | None =
 # --- the run ----------------------------------------------------------------------------------
 
 
-ROW_ORDER = ("1", "2", "3", "3b", "3c", "4", "4b", "4c", "4d", "5", "6", "6b", "6c", "7")
+ROW_ORDER = (
+    *("1", "2", "3", "3b", "3c", "4", "4b", "4c", "4d", "5", "6", "6b", "6c", "7"),
+    *("8", "8b", "8c"),
+)
 WORKER_CONFIGS = (  # (row, rules, phase): the same crossings topic, every other topic its own
     ("3", ALL_RULES, "main"),
     ("3b", TRANSIT_ONLY, "transit"),
@@ -1405,6 +1408,39 @@ TARGET_P99_MS = 50.0
 TARGET_P99_RATE = 2000.0
 
 
+TARGET_REPLAY_RATE = 200_000.0
+
+
+def measure_replay_at_scale(run: Run, results: Results, events: int, jobs: int | None) -> None:
+    """Rows 8, 8b, 8c: a bare `orjson.loads` loop over a file of `events` simulated events
+    (the floor of any JSONL reader), then `bordermon replay --jobs 1` and `--jobs N` over it."""
+    from bench_replay import ensure_input, orjson_loop, run_once
+    from bordermon.parallel_replay import usable_cpus
+
+    path = ensure_input(events)
+    jobs = jobs or usable_cpus()
+
+    def floor() -> Row:
+        lines, wall, cpu = orjson_loop(path)
+        return Row.of(
+            f"floor: `orjson.loads` of every line of a {events:,}-event file, nothing else",
+            Interval(lines, wall, cpu),
+            "one process",
+        )
+
+    def replay_jobs(count: int) -> Row:
+        result = run_once(path, jobs=count)
+        return Row.of(
+            f"`bordermon replay FILE --quiet --jobs {count}` over {events:,} events, all rules",
+            Interval(result.read, result.wall, result.cpu),
+            f"{result.flags:,} flags, {result.rejected:,} rejected",
+        )
+
+    measure(run, "8", "orjson floor", results, floor)
+    measure(run, "8b", "replay at scale, --jobs 1", results, lambda: replay_jobs(1))
+    measure(run, "8c", f"replay at scale, --jobs {jobs}", results, lambda: replay_jobs(jobs))
+
+
 def targets(results: Results) -> list[str]:
     """Issue 11's targets, met or not, from this run's rows."""
 
@@ -1426,6 +1462,13 @@ def targets(results: Results) -> list[str]:
         lines.append(
             f"- scan-to-flag p99 at {TARGET_P99_RATE:,.0f} events/s, all rules = {p99:.0f} ms,"
             f" target < {TARGET_P99_MS:.0f} ms: {verdict(p99 < TARGET_P99_MS)}"
+        )
+    replay, floor = results.rate("8c"), results.rate("8")
+    if replay:
+        of_floor = f" ({replay / floor:.2f} of the orjson floor, row 8)" if floor else ""
+        lines.append(
+            f"- replay at scale, row 8c = {replay:,.0f} events/s{of_floor}, target"
+            f" ≥ {TARGET_REPLAY_RATE:,.0f}: {verdict(replay >= TARGET_REPLAY_RATE)}"
         )
     return lines if len(lines) > 1 else []
 
@@ -1700,6 +1743,8 @@ def run_benchmark(args: argparse.Namespace, run: Run) -> list[str]:
     if args.profile_worker:
         profile = profile_worker(run, results, topic, expect)
     measure(run, "7", "peer (faust Tables)", results, lambda: measure_peer(run, topic, expect))
+    if args.replay_events:
+        measure_replay_at_scale(run, results, args.replay_events, args.replay_jobs)
     for key, rules in REPLAY_CONFIGS:
         label = "all rules" if rules == ALL_RULES else f"--rules {rules}"
         measure(
@@ -1791,10 +1836,25 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         action="store_true",
         help="also run the worker under pyinstrument (a separate pass); reports in run/bench/",
     )
+    parser.add_argument(
+        "--replay-events",
+        type=int,
+        default=None,
+        help="rows 8-8c: replay at scale over this many simulated events, beside a bare"
+        " orjson.loads loop over the same file (default 1,000,000; 0 skips them)",
+    )
+    parser.add_argument(
+        "--replay-jobs",
+        type=int,
+        default=None,
+        help="N of `replay --jobs N` in row 8c (default: the usable CPUs)",
+    )
     parser.add_argument("--save", type=Path, help="where to write the result (default run/bench/)")
     args = parser.parse_args(argv)
     if args.events is None:
         args.events = 20_000 if args.quick else 200_000
+    if args.replay_events is None:
+        args.replay_events = 0 if args.quick else 1_000_000
     args.rates = [float(rate) for rate in args.rates.split(",") if rate.strip()][:4]
     if args.latency_seconds is None:
         args.latency_seconds = 10.0 if args.quick else 30.0

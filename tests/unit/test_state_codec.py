@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import zlib
+from collections.abc import Callable
 
 import msgspec
 import pytest
@@ -313,6 +314,68 @@ def test_candidate_crossings_are_deduplicated_exactly_beyond_the_fingerprint_mem
     )
 
 
+# --- reading a state: kept crossings unpacked when used, the rest saved back as read ----------
+
+
+def test_kept_crossings_are_unpacked_when_first_used_and_saved_back_as_read() -> None:
+    state = decode_state(BINARY_TWO_EVENTS_KEPT, "CSG-0000002-A81A")
+    # Not used: written back as read, byte for byte.
+    assert encode_state(state) == BINARY_TWO_EVENTS_KEPT
+    # Used: exactly the crossings stored, and still written back the same.
+    assert state.entries == [KEPT_ENTRY]
+    assert state.exits == [KEPT_EXIT]
+    assert encode_state(state) == BINARY_TWO_EVENTS_KEPT
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda s: s.entries.append(KEPT_EXIT),  # one kept since
+        lambda s: s.exits.clear(),  # dropped (a flag)
+        lambda s: s.entries.__setitem__(0, KEPT_EXIT),  # replaced, same length
+        lambda s: setattr(s, "exits", [KEPT_ENTRY]),  # replaced, unused
+        lambda s: s.hs_codes.add("850440"),  # a code more
+        lambda s: (s.hs_codes.discard("080810"), s.hs_codes.add("080811")),  # same count
+        lambda s: setattr(s, "hs_codes", {"640399"}),
+    ],
+)
+def test_a_state_changed_after_it_was_read_is_saved_as_changed(
+    change: Callable[[ConsignmentState], object],
+) -> None:
+    state = decode_state(BINARY_TWO_EVENTS_KEPT, "CSG-0000002-A81A")
+    expected = decode_state(BINARY_TWO_EVENTS_KEPT, "CSG-0000002-A81A")
+    change(state)
+    change(expected)
+    again = decode_state(encode_state(state), "CSG-0000002-A81A")
+    assert again == expected
+    assert again != TWO_EVENTS_KEPT
+
+
+def test_an_event_that_is_no_candidate_leaves_the_kept_crossings_packed() -> None:
+    """The point of unpacking late: most events of a consignment with kept crossings (here an
+    exit elsewhere than to Russia) look neither at them nor, while the ring has forgotten
+    nothing, at their ids."""
+    config = DetectionConfig(watchlist=CHPL, rules=TRANSIT_ONLY)
+    state = decode_state(BINARY_TWO_EVENTS_KEPT, "CSG-0000002-A81A")
+    transition = apply(state, exit_("x-kg", "2024-05-01T00:00:00Z", "KG"), config)
+    assert not transition.duplicate and transition.flags == ()
+    assert state._entries is None and state._exits is None  # still packed
+    saved = decode_state(encode_state(state), "CSG-0000002-A81A")
+    assert (saved.entries, saved.exits, saved.accepted) == ([KEPT_ENTRY], [KEPT_EXIT], 3)
+    # A duplicate of a kept crossing is still one (its fingerprint is in the ring).
+    assert apply(state, exit_(KEPT_EXIT.event_id, KEPT_EXIT.observed_at), config).duplicate
+
+
+def test_a_state_read_compares_and_prints_as_its_fields() -> None:
+    state = decode_state(BINARY_TWO_EVENTS_KEPT, "CSG-0000002-A81A")
+    assert (state, TWO_EVENTS_KEPT) == (TWO_EVENTS_KEPT, state)  # either way round
+    assert state != ConsignmentState("CSG-0000002-A81A")
+    assert repr(state) == repr(TWO_EVENTS_KEPT)
+    assert repr(state).startswith(
+        "ConsignmentState(consignment_id='CSG-0000002-A81A', accepted=2, entries=[Sighting("
+    )
+
+
 @pytest.mark.parametrize(
     ("observed_at", "packed_size"),
     [
@@ -545,3 +608,52 @@ def test_arbitrary_bytes_raise_nothing_but_state_decode_error(raw: bytes, cid: s
     assume(raw[:1] != b"{" or b'"v":1' not in raw)
     with pytest.raises(StateDecodeError):
         decode_state(raw, cid)
+
+
+# Packed crossings as the decoder may meet them: of the right shape, each part of any of its
+# forms, with now and then one part just outside its range or of another type.
+_PACKED_PARTS = (
+    st.one_of(st.binary(min_size=16, max_size=16), st.lists(_TEXT, min_size=1, max_size=1)),
+    st.one_of(st.integers(0, len(CHECKPOINTS) - 1), _TEXT),
+    st.one_of(st.text(min_size=4, max_size=4), st.lists(_TEXT, min_size=2, max_size=2)),
+    _INT64,
+    st.one_of(
+        st.integers(0, 193),
+        _TEXT,
+        st.tuples(st.integers(0, 193), st.sampled_from(["T", "t", "T.5", "t.123456789"])),
+    ),
+)
+_OFF_PARTS = (  # (just outside: the first values that do not fit)
+    st.one_of(st.sampled_from([bytes(15), bytes(17)]), st.sampled_from([[], ["a", "b"]])),
+    st.sampled_from([-1, len(CHECKPOINTS), len(CHECKPOINTS) + 1]),
+    st.sampled_from(["CNK", "CNKZR", ["CN"], ["CN", "KZ", "RU"]]),
+    st.one_of(st.just(2**64 - 1), st.floats()),
+    st.one_of(
+        st.sampled_from([-1, 194, 195]),
+        st.tuples(st.sampled_from([-1, 0, 194]), st.sampled_from(["T.", "T.1234567890", "x"])),
+    ),
+)
+
+
+@st.composite
+def _packed_crossings(draw: st.DrawFn) -> list[object]:
+    crossing = [draw(part) for part in _PACKED_PARTS]
+    off = draw(st.none() | st.integers(0, len(_OFF_PARTS) - 1))
+    if off is not None:
+        crossing[off] = draw(_OFF_PARTS[off])
+    return crossing
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_packed_crossings(), max_size=2), st.lists(_packed_crossings(), max_size=2))
+def test_kept_crossings_the_decoder_lets_through_always_unpack(
+    entries: list[list[object]], exits: list[list[object]]
+) -> None:
+    """They are unpacked when first used, by then no error can be a StateDecodeError: the
+    decoder must refuse, when the state is read, every one that would fail."""
+    try:
+        state = decode_state(_sealed(_msgpack(1, entries, exits)), "x")
+    except StateDecodeError:
+        return
+    assert len(state.entries) == len(entries) and len(state.exits) == len(exits)
+    assert decode_state(encode_state(state), "x") == state

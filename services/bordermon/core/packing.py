@@ -17,7 +17,7 @@ value round-trips and the compact forms only decide the size:
 - a rule name of `RULES` is its index, else text.
 
 The types below say every range and length a packed part may have, and msgspec's decoder
-checks them: what it lets through, `unpack_sighting` unpacks without fail, so a state's kept
+checks them: what it lets through, `unpack_sightings` unpacks without fail, so a state's kept
 crossings can be unpacked when first used rather than when the state is read.
 
 The tables are part of the format: entries may be appended, never changed or reordered (a
@@ -134,7 +134,7 @@ _UUID_HYPHENS = slice(8, 24, 5)
 
 
 def pack_event_id(event_id: str) -> bytes | list[str]:
-    """Its 16 bytes when the id is a lowercase hyphenated UUID (the form `unpack_sighting`
+    """Its 16 bytes when the id is a lowercase hyphenated UUID (the form `unpack_sightings`
     writes back), else `[event_id]`.
 
     No regex: 36 characters with hyphens at 8, 13, 18 and 23, of which the 32 others are
@@ -173,16 +173,13 @@ def pack_time(observed_at: str, instant_ns: int) -> tuple[int, int | Layout | st
     The text is read only as far as its layout (zone, separator, fraction); the text written
     back from the instant is then compared with it, and only an identical text is packed: a
     leap second (:60), an impossible date or an instant that is not the text's stay as text.
+    (`pack_sightings` tries the common case first, without this.)
     """
-    seconds, nanos = divmod(instant_ns, _NANOS)
-    if not nanos and len(observed_at) in _WHOLE_SECONDS_LENGTHS:  # nearly every scan
-        zone_code = _ZONE_CODE.get(observed_at[_SECONDS_END:])
-        if zone_code is not None and observed_at == _time_text(seconds, zone_code):
-            return seconds, zone_code
     layout = _layout_of(observed_at)
-    if layout is not None and unpack_time(seconds, layout) == (observed_at, instant_ns):
-        return seconds, layout
-    return instant_ns, observed_at
+    seconds = instant_ns // _NANOS
+    if layout is None or unpack_time(seconds, layout) != (observed_at, instant_ns):
+        return instant_ns, observed_at
+    return seconds, layout.zone_code if layout.separator_and_fraction == "T" else layout
 
 
 def _layout_of(observed_at: str) -> Layout | None:
@@ -246,47 +243,75 @@ def _date_text(day: int) -> str:
 # --- sightings and flags ----------------------------------------------------------------------
 
 
-def pack_sighting(sighting: Sighting) -> PackedSighting:
-    event_id, checkpoint, from_country, to_country, observed_at, instant_ns = sighting
-    when, layout = pack_time(observed_at, instant_ns)
-    return (
-        pack_event_id(event_id),
-        _CHECKPOINT_INDEX.get(checkpoint, checkpoint),
-        (
-            from_country + to_country
-            if len(from_country) == 2 and len(to_country) == 2
-            else [from_country, to_country]
-        ),
-        when,
-        layout,
-    )
+def pack_sightings(sightings: Iterable[Sighting]) -> list[PackedSighting]:
+    """Crossings packed. The hot path of a first save: the common time (whole seconds, `T`,
+    a zone of the table) is tried here, without a call, before `pack_time`."""
+    packed: list[PackedSighting] = []
+    for event_id, checkpoint, from_country, to_country, observed_at, instant_ns in sightings:
+        seconds, nanos = divmod(instant_ns, _NANOS)
+        zone_code = (
+            _ZONE_CODE.get(observed_at[_SECONDS_END:])
+            if not nanos and len(observed_at) in _WHOLE_SECONDS_LENGTHS
+            else None
+        )
+        when: int
+        layout: int | Layout | str
+        if zone_code is not None and observed_at == _time_text(seconds, zone_code):
+            when, layout = seconds, zone_code
+        else:
+            when, layout = pack_time(observed_at, instant_ns)
+        packed.append(
+            (
+                pack_event_id(event_id),
+                _CHECKPOINT_INDEX.get(checkpoint, checkpoint),
+                (
+                    from_country + to_country
+                    if len(from_country) == 2 and len(to_country) == 2
+                    else [from_country, to_country]
+                ),
+                when,
+                layout,
+            )
+        )
+    return packed
 
 
-def unpack_sighting(packed: PackedSighting) -> Sighting:
-    """The `Sighting` of a packed one: any that msgspec's decoder let through (it checked the
-    ranges and lengths `PackedSighting` says) unpacks, and exactly."""
-    packed_id, checkpoint, countries, when, layout = packed
-    if isinstance(packed_id, bytes):
-        h = packed_id.hex()
-        event_id = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-    else:
-        event_id = packed_id[0]
-    if isinstance(checkpoint, int):
-        checkpoint = CHECKPOINTS[checkpoint]
-    if isinstance(countries, str):
-        from_country, to_country = countries[:2], countries[2:]
-    else:
-        from_country, to_country = countries
-    if isinstance(layout, int):  # whole seconds and 'T', nearly every scan
-        observed_at, instant_ns = _time_text(when, layout), when * _NANOS
-    elif isinstance(layout, str):
-        observed_at, instant_ns = layout, when
-    else:
-        observed_at, instant_ns = unpack_time(when, layout)
-    # `tuple.__new__` is what `Sighting(...)` runs, without its Python-level `__new__`.
-    return _new_tuple(
-        Sighting, (event_id, checkpoint, from_country, to_country, observed_at, instant_ns)
-    )
+def unpack_sightings(packed: Iterable[PackedSighting]) -> list[Sighting]:
+    """The `Sighting`s of packed ones: any that msgspec's decoder let through (it checked
+    the ranges and lengths `PackedSighting` says) unpack, and exactly. The hot path of using
+    kept crossings: written out in one loop, a call only for an uncommon time."""
+    sightings: list[Sighting] = []
+    for packed_id, checkpoint, countries, when, layout in packed:
+        if isinstance(packed_id, bytes):
+            h = packed_id.hex()
+            event_id = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+        else:
+            event_id = packed_id[0]
+        if isinstance(countries, str):
+            from_country, to_country = countries[:2], countries[2:]
+        else:
+            from_country, to_country = countries
+        if isinstance(layout, int):  # whole seconds and 'T', nearly every scan
+            observed_at, instant_ns = _time_text(when, layout), when * _NANOS
+        elif isinstance(layout, str):
+            observed_at, instant_ns = layout, when
+        else:
+            observed_at, instant_ns = unpack_time(when, layout)
+        # `tuple.__new__` is what `Sighting(...)` runs, without its Python-level `__new__`.
+        sightings.append(
+            _new_tuple(
+                Sighting,
+                (
+                    event_id,
+                    CHECKPOINTS[checkpoint] if isinstance(checkpoint, int) else checkpoint,
+                    from_country,
+                    to_country,
+                    observed_at,
+                    instant_ns,
+                ),
+            )
+        )
+    return sightings
 
 
 _new_tuple = tuple.__new__
@@ -294,14 +319,15 @@ _new_tuple = tuple.__new__
 
 def pack_flag(flag: Flag) -> tuple[object, ...]:
     """The fields of a `PackedFlag`, as a tuple (msgspec encodes it as the same array)."""
+    crossings = pack_sightings([flag.exit] if flag.entry is None else [flag.entry, flag.exit])
     return (
         flag.flag_id,
         _RULE_INDEX.get(flag.rule, flag.rule),
         flag.consignment_id,
         flag.severity,
         list(flag.reasons),
-        None if flag.entry is None else pack_sighting(flag.entry),
-        pack_sighting(flag.exit),
+        None if flag.entry is None else crossings[0],
+        crossings[-1],
         flag.link,
         flag.linked_consignment_id,
         flag.dwell_seconds,
@@ -312,14 +338,17 @@ def pack_flag(flag: Flag) -> tuple[object, ...]:
 
 
 def unpack_flag(packed: PackedFlag) -> Flag:
+    crossings = unpack_sightings(
+        [packed.exit] if packed.entry is None else [packed.entry, packed.exit]
+    )
     return Flag(
         packed.flag_id,
         RULES[packed.rule] if isinstance(packed.rule, int) else packed.rule,
         packed.consignment_id,
         packed.severity,
         tuple(packed.reasons),
-        None if packed.entry is None else unpack_sighting(packed.entry),
-        unpack_sighting(packed.exit),
+        None if packed.entry is None else crossings[0],
+        crossings[-1],
         packed.link,
         packed.linked_consignment_id,
         packed.dwell_seconds,

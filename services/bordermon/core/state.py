@@ -50,12 +50,12 @@ from bordermon.core.packing import (
     pack_hs_codes,
     pack_pairs,
     pack_rules,
-    pack_sighting,
+    pack_sightings,
     unpack_flag,
     unpack_hs_codes,
     unpack_pairs,
     unpack_rules,
-    unpack_sighting,
+    unpack_sightings,
 )
 from bordermon.core.rules import CONSIGNMENT_RULES, SIGHTING_SOURCES
 from bordermon.core.sighting import LinkSighting, Sighting
@@ -110,8 +110,10 @@ class ConsignmentState:
         "_exits",
         "_packed_entries",
         "_packed_exits",
+        "_packed_hs_codes",
         "_read_entries",
         "_read_exits",
+        "_read_hs_codes",
         "accepted",
         "consignment_id",
         "declared",
@@ -137,6 +139,10 @@ class ConsignmentState:
     _exits: list[Sighting] | None
     _packed_exits: list[PackedSighting]
     _read_exits: list[Sighting] | None
+    # The HS codes as read, packed and unpacked (a copy), for the same reason: the events of
+    # a consignment mostly carry the codes it has already.
+    _packed_hs_codes: bytes | list[str]
+    _read_hs_codes: frozenset[str] | None
 
     def __init__(
         self,
@@ -161,13 +167,14 @@ class ConsignmentState:
         self.flagged = set() if flagged is None else flagged
         self.pending = [] if pending is None else pending
         self._packed_entries = self._packed_exits = _NONE_PACKED
-        self._read_entries = self._read_exits = None
+        self._read_entries = self._read_exits = self._read_hs_codes = None
+        self._packed_hs_codes = b""
 
     @property
     def entries(self) -> list[Sighting]:
         entries = self._entries
         if entries is None:  # not used since read
-            entries = self._entries = _unpacked(self._packed_entries)
+            entries = self._entries = unpack_sightings(self._packed_entries)
             self._read_entries = entries[:]
         return entries
 
@@ -179,7 +186,7 @@ class ConsignmentState:
     def exits(self) -> list[Sighting]:
         exits = self._exits
         if exits is None:  # not used since read
-            exits = self._exits = _unpacked(self._packed_exits)
+            exits = self._exits = unpack_sightings(self._packed_exits)
             self._read_exits = exits[:]
         return exits
 
@@ -240,10 +247,6 @@ _NONE_PACKED: list[PackedSighting] = []
 """The packed crossings of a state not read from storage (shared: never changed)."""
 
 
-def _unpacked(packed: list[PackedSighting]) -> list[Sighting]:
-    return [unpack_sighting(crossing) for crossing in packed]
-
-
 def _packed(
     kept: list[Sighting] | None, packed: list[PackedSighting], read: list[Sighting] | None
 ) -> list[PackedSighting]:
@@ -253,13 +256,13 @@ def _packed(
     if kept is None:  # not used since read: as read
         return packed
     if read is None:  # not read from storage, or replaced unused
-        return [pack_sighting(s) for s in kept] if kept else []
+        return pack_sightings(kept) if kept else []
     if kept == read:
         return packed
     count = len(read)
     if count and kept[:count] == read:  # crossings kept since, after those read
-        return packed + [pack_sighting(s) for s in kept[count:]]
-    return [pack_sighting(s) for s in kept]
+        return packed + pack_sightings(kept[count:])
+    return pack_sightings(kept)
 
 
 class Transition(NamedTuple):
@@ -360,7 +363,7 @@ def encode_state(state: ConsignmentState) -> bytes:
         state.accepted,
         _packed(state._entries, state._packed_entries, state._read_entries),
         _packed(state._exits, state._packed_exits, state._read_exits),
-        pack_hs_codes(state.hs_codes),
+        _packed_hs_codes(state),
         pack_pairs(state.declared),
         state.seen if len(state.seen) <= _LISTED_FINGERPRINTS else b"".join(state.seen),
     ]
@@ -372,6 +375,13 @@ def encode_state(state: ConsignmentState) -> bytes:
     body = _VERSION_BYTE + _ENCODER.encode(fields)
     checksum = zlib.crc32(body, zlib.crc32(state.consignment_id.encode()))
     return body + checksum.to_bytes(_CHECKSUM_BYTES, "little")
+
+
+def _packed_hs_codes(state: ConsignmentState) -> bytes | list[str]:
+    read = state._read_hs_codes
+    if read is not None and state.hs_codes == read:  # unchanged since read
+        return state._packed_hs_codes
+    return pack_hs_codes(state.hs_codes)
 
 
 class StateDecodeError(ValueError):
@@ -414,15 +424,17 @@ def _decode_binary(raw: bytes, consignment_id: str) -> ConsignmentState:
             packed.flagged,
             packed.pending,
         )
+        hs_codes = unpack_hs_codes(packed.hs_codes)
         state = ConsignmentState(
             consignment_id,
             packed.accepted,
-            hs_codes=unpack_hs_codes(packed.hs_codes),
+            hs_codes=hs_codes,
             declared=unpack_pairs(packed.declared),
             seen=seen if isinstance(seen := packed.seen, list) else split_fingerprints(seen),
             flagged=unpack_rules(flagged) if flagged else set(),
             pending=[unpack_flag(flag) for flag in pending] if pending else [],
         )
+        state._packed_hs_codes, state._read_hs_codes = packed.hs_codes, frozenset(hs_codes)
         if entries:  # unpacked when first used (the decoder has checked them)
             state._entries, state._packed_entries = None, entries
         if exits:

@@ -137,17 +137,17 @@ def pack_event_id(event_id: str) -> bytes | list[str]:
     """Its 16 bytes when the id is a lowercase hyphenated UUID (the form `unpack_sightings`
     writes back), else `[event_id]`.
 
-    No regex: 36 characters with hyphens at 8, 13, 18 and 23, of which the 32 others are
-    read by `bytes.fromhex` as exactly 16 bytes, are 32 hex digits (it refuses anything
-    else and skips only whitespace, which would leave fewer than 16 bytes); `islower` then
-    rules out `A`-`F` (an id of digits only stays text: its size is all it costs).
+    No regex: 36 characters with hyphens at 8, 13, 18 and 23, whose 32 others `bytes.fromhex`
+    reads as 16 bytes that `bytes.hex` writes back the same, are 32 lowercase hex digits
+    (`fromhex` refuses anything else but whitespace, and `hex` writes none, nor `A`-`F`).
     """
-    if len(event_id) == 36 and event_id[_UUID_HYPHENS] == "----" and event_id.islower():
+    if len(event_id) == 36 and event_id[_UUID_HYPHENS] == "----":
+        digits = event_id.replace("-", "")
         try:
-            data = bytes.fromhex(event_id.replace("-", ""))
+            data = bytes.fromhex(digits)
         except ValueError:
             return [event_id]
-        if len(data) == 16:
+        if data.hex() == digits:
             return data
     return [event_id]
 

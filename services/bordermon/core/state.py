@@ -243,18 +243,17 @@ _FIELD_NAMES = (
     "flagged",
     "pending",
 )
+_new_object = object.__new__
 _NONE_PACKED: list[PackedSighting] = []
 """The packed crossings of a state not read from storage (shared: never changed)."""
 
 
 def _packed(
-    kept: list[Sighting] | None, packed: list[PackedSighting], read: list[Sighting] | None
+    kept: list[Sighting], packed: list[PackedSighting], read: list[Sighting] | None
 ) -> list[PackedSighting]:
     """One list of kept crossings packed, reusing what was read for the crossings it still
     holds of those (list equality checks identity first: an unchanged list costs one
     comparison)."""
-    if kept is None:  # not used since read: as read
-        return packed
     if read is None:  # not read from storage, or replaced unused
         return pack_sightings(kept) if kept else []
     if kept == read:
@@ -359,13 +358,32 @@ def encode_state(state: ConsignmentState) -> bytes:
     (`fingerprint`). Kept crossings not used since the state was read are written back as
     read, those unchanged as they were packed.
     """
+    entries, exits, hs_codes, read_hs_codes, seen = (
+        state._entries,
+        state._exits,
+        state.hs_codes,
+        state._read_hs_codes,
+        state.seen,
+    )
     fields: list[object] = [
         state.accepted,
-        _packed(state._entries, state._packed_entries, state._read_entries),
-        _packed(state._exits, state._packed_exits, state._read_exits),
-        _packed_hs_codes(state),
+        (
+            state._packed_entries  # (not used since read)
+            if entries is None
+            else _packed(entries, state._packed_entries, state._read_entries)
+        ),
+        (
+            state._packed_exits
+            if exits is None
+            else _packed(exits, state._packed_exits, state._read_exits)
+        ),
+        (
+            state._packed_hs_codes  # (unchanged since read)
+            if read_hs_codes is not None and hs_codes == read_hs_codes
+            else pack_hs_codes(hs_codes)
+        ),
         pack_pairs(state.declared),
-        state.seen if len(state.seen) <= _LISTED_FINGERPRINTS else b"".join(state.seen),
+        seen if len(seen) <= _LISTED_FINGERPRINTS else b"".join(seen),
     ]
     if state.flagged or state.pending:  # (few states: flags are acknowledged within a batch)
         fields.append(pack_rules(state.flagged))
@@ -375,13 +393,6 @@ def encode_state(state: ConsignmentState) -> bytes:
     body = _VERSION_BYTE + _ENCODER.encode(fields)
     checksum = zlib.crc32(body, zlib.crc32(state.consignment_id.encode()))
     return body + checksum.to_bytes(_CHECKSUM_BYTES, "little")
-
-
-def _packed_hs_codes(state: ConsignmentState) -> bytes | list[str]:
-    read = state._read_hs_codes
-    if read is not None and state.hs_codes == read:  # unchanged since read
-        return state._packed_hs_codes
-    return pack_hs_codes(state.hs_codes)
 
 
 class StateDecodeError(ValueError):
@@ -418,27 +429,20 @@ def _decode_binary(raw: bytes, consignment_id: str) -> ConsignmentState:
         )
     try:
         packed = _DECODER.decode(raw[1:-_CHECKSUM_BYTES])  # (cheaper than a memoryview)
-        entries, exits, flagged, pending = (
-            packed.entries,
-            packed.exits,
-            packed.flagged,
-            packed.pending,
-        )
+        seen, flagged, pending = packed.seen, packed.flagged, packed.pending
         hs_codes = unpack_hs_codes(packed.hs_codes)
-        state = ConsignmentState(
-            consignment_id,
-            packed.accepted,
-            hs_codes=hs_codes,
-            declared=unpack_pairs(packed.declared),
-            seen=seen if isinstance(seen := packed.seen, list) else split_fingerprints(seen),
-            flagged=unpack_rules(flagged) if flagged else set(),
-            pending=[unpack_flag(flag) for flag in pending] if pending else [],
-        )
+        state: ConsignmentState = _new_object(ConsignmentState)  # (its fields set below)
+        state.consignment_id = consignment_id
+        state.accepted = packed.accepted
+        state.hs_codes = hs_codes
+        state.declared = unpack_pairs(packed.declared)
+        state.seen = seen if isinstance(seen, list) else split_fingerprints(seen)
+        state.flagged = unpack_rules(flagged) if flagged else set()
+        state.pending = [unpack_flag(flag) for flag in pending] if pending else []
+        # The kept crossings are unpacked when first used (the decoder has checked them).
+        state._entries = state._exits = state._read_entries = state._read_exits = None
+        state._packed_entries, state._packed_exits = packed.entries, packed.exits
         state._packed_hs_codes, state._read_hs_codes = packed.hs_codes, frozenset(hs_codes)
-        if entries:  # unpacked when first used (the decoder has checked them)
-            state._entries, state._packed_entries = None, entries
-        if exits:
-            state._exits, state._packed_exits = None, exits
         return state
     except (msgspec.DecodeError, ValueError, TypeError, LookupError, OverflowError) as error:
         raise StateDecodeError(f"unreadable state: {error}") from None

@@ -6,14 +6,19 @@ thousands of them. This module turns the values a state holds into small msgpack
 has a compact form for what real scans look like and a plain form for anything else, so any
 value round-trips and the compact forms only decide the size:
 
-- an `event_id` that is a lowercase UUID (what scanners send) is its 16 raw bytes (a msgpack
-  extension), else text;
+- an `event_id` that is a lowercase UUID (what scanners send) is its 16 raw bytes, else the
+  text in a list of one;
 - a `checkpoint` of the frozen table `CHECKPOINTS` is its index, else text;
-- `observed_at` with its instant is two integers, whole seconds since the epoch and a `detail`
-  that says how the scanner wrote it (offset, fraction digits, `T`/`t`), when the text is one
-  `unpack_time` writes back character for character; else the text and the instant;
+- `observed_at` with its instant is whole seconds since the epoch and how the scanner wrote
+  them: an offset code (`T`, no fraction), or `[offset code, "T" or "t" and the fraction as
+  written]`, when the text is one `unpack_time` writes back character for character; else
+  the instant in nanoseconds and the text;
 - HS codes (6-10 digits) are packed two digits a byte (`f` between codes), else text;
 - a rule name of `RULES` is its index, else text.
+
+The types below say every range and length a packed part may have, and msgspec's decoder
+checks them: what it lets through, `unpack_sightings` unpacks without fail, so a state's kept
+crossings can be unpacked when first used rather than when the state is read.
 
 The tables are part of the format: entries may be appended, never changed or reordered (a
 stored index must keep naming the same thing). Changing one means a new format version.
@@ -21,13 +26,10 @@ stored index must keep naming the same thing). Changing one means a new format v
 
 from __future__ import annotations
 
-import re
-import time
 from collections.abc import Collection, Iterable
-from typing import cast
+from typing import Annotated
 
 import msgspec
-from msgspec.msgpack import Ext
 
 from bordermon.core.flag import Flag
 from bordermon.core.sighting import Sighting
@@ -68,12 +70,42 @@ _CHECKPOINT_INDEX = {name: index for index, name in enumerate(CHECKPOINTS)}
 _RULE_INDEX = {name: index for index, name in enumerate(RULES)}
 
 
-PackedSighting = tuple[Ext | str, int | str, str | list[str], int, int | str]
-"""A `Sighting` as stored: `(event_id, checkpoint, countries, when, detail)`.
+_CheckpointIndex = Annotated[int, msgspec.Meta(ge=0, lt=len(CHECKPOINTS))]
+PackedRule = Annotated[int, msgspec.Meta(ge=0, lt=len(RULES))] | str
+"""A rule as stored: its index in `RULES`, else its name."""
+_Uuid = Annotated[bytes, msgspec.Meta(min_length=16, max_length=16)]
+_OtherId = Annotated[list[str], msgspec.Meta(min_length=1, max_length=1)]
+_TwoCodes = Annotated[str, msgspec.Meta(min_length=4, max_length=4)]
+_TwoTexts = Annotated[list[str], msgspec.Meta(min_length=2, max_length=2)]
+
+# --- observed_at and its instant: the tables ---------------------------------------------------
+
+_NANOS = 1_000_000_000
+# Zones: 'Z', 'z', then every ±hh:mm on a quarter hour from 00:00 to 23:45 ('+' then '-').
+_ZONE_TEXT = ("Z", "z", *(f"{s}{q // 4:02d}:{q % 4 * 15:02d}" for q in range(96) for s in "+-"))
+_ZONE_OFFSET = (0, 0, *(sign * q * 900 for q in range(96) for sign in (1, -1)))
+_ZONE_CODE = {text: code for code, text in enumerate(_ZONE_TEXT)}
+_ZoneCode = Annotated[int, msgspec.Meta(ge=0, lt=len(_ZONE_TEXT))]
+
+
+class Layout(msgspec.Struct, array_like=True, forbid_unknown_fields=True, frozen=True):
+    """How a compact time is written when not with `T` and whole seconds: its zone, then `T`
+    or `t` and the fraction as written (`"T.250"`). (A Struct, not a tuple: msgspec 0.23
+    crashes in the garbage collector on a union of a constrained int and a tuple.)"""
+
+    zone_code: _ZoneCode
+    separator_and_fraction: Annotated[str, msgspec.Meta(pattern=r"^[Tt](?:\.[0-9]{1,9})?$")]
+
+
+PackedSighting = tuple[
+    _Uuid | _OtherId, _CheckpointIndex | str, _TwoCodes | _TwoTexts, int, _ZoneCode | Layout | str
+]
+"""A `Sighting` as stored: `(event_id, checkpoint, countries, when, layout)`.
 
 `countries` is `from_country + to_country` when both are two characters long (always, for a
-validated crossing), else `[from_country, to_country]`. `detail` is an int when the time is
-compact (`when` in whole seconds), else the `observed_at` text (`when` in nanoseconds).
+validated crossing), else `[from_country, to_country]`. `layout` is a zone code or a
+`Layout` when the time is compact (`when` in whole seconds), else the `observed_at` text
+(`when` in nanoseconds).
 """
 
 
@@ -81,7 +113,7 @@ class PackedFlag(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
     """A pending `Flag`: its fields in order, the two crossings packed, the rule by index."""
 
     flag_id: str
-    rule: int | str
+    rule: PackedRule
     consignment_id: str
     severity: str
     reasons: list[str]
@@ -97,154 +129,205 @@ class PackedFlag(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
 
 # --- event ids --------------------------------------------------------------------------------
 
-_LOWER_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.ASCII)
+_UUID_HYPHENS = slice(8, 24, 5)
+"""Where a UUID's text has its hyphens: `event_id[_UUID_HYPHENS] == "----"`."""
 
 
-_UUID_EXT = 0
-"""The msgpack extension type of a UUID's 16 bytes (msgspec has no bytes-or-text union)."""
+def pack_event_id(event_id: str) -> bytes | list[str]:
+    """Its 16 bytes when the id is a lowercase hyphenated UUID (the form `unpack_sightings`
+    writes back), else `[event_id]`.
 
-
-def pack_event_id(event_id: str) -> Ext | str:
-    # Only the lowercase hyphenated form: it is the one `unpack_event_id` writes back.
-    if len(event_id) == 36 and _LOWER_UUID.fullmatch(event_id):
-        return Ext(_UUID_EXT, bytes.fromhex(event_id.replace("-", "")))
-    return event_id
-
-
-def unpack_event_id(packed: Ext) -> str:
-    data = cast(bytes, packed.data)  # msgspec's decoder gives bytes
-    if packed.code != _UUID_EXT or len(data) != 16:
-        raise ValueError(f"extension {packed.code} of {len(data)} bytes is not a UUID")
-    h = data.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    No regex: 36 characters with hyphens at 8, 13, 18 and 23, whose 32 others `bytes.fromhex`
+    reads as 16 bytes that `bytes.hex` writes back the same, are 32 lowercase hex digits
+    (`fromhex` refuses anything else but whitespace, and `hex` writes none, nor `A`-`F`).
+    """
+    if len(event_id) == 36 and event_id[_UUID_HYPHENS] == "----":
+        digits = event_id.replace("-", "")
+        try:
+            data = bytes.fromhex(digits)
+        except ValueError:
+            return [event_id]
+        if data.hex() == digits:
+            return data
+    return [event_id]
 
 
 # --- observed_at and its instant ---------------------------------------------------------------
 
-_NANOS = 1_000_000_000
-_FRACTION_DIGITS = 10  # 0 (no fraction) to 9
-# Zones: 'Z', 'z', then every ±hh:mm on a quarter hour from 00:00 to 23:45 ('+' then '-').
-_ZONE_TEXT = ("Z", "z", *(f"{s}{q // 4:02d}:{q % 4 * 15:02d}" for q in range(96) for s in "+-"))
-_ZONE_OFFSET = (0, 0, *(sign * q * 900 for q in range(96) for sign in (1, -1)))
-_ZONE_CODE = {text: code for code, text in enumerate(_ZONE_TEXT)}
-_ZONES = len(_ZONE_TEXT)
 _TWO_DIGITS = tuple(f"{n:02d}" for n in range(60))
+_MINUTE_TEXT = tuple(f"{hour:02d}:{minute:02d}:" for hour in range(24) for minute in range(60))
+"""`hh:mm:` of every minute of a day, so that writing a time of day is two look-ups."""
 _DATE_LENGTH = 10  # YYYY-MM-DD
 _SECONDS_END = 19  # YYYY-MM-DDTHH:MM:SS
+_WHOLE_SECONDS_LENGTHS = (_SECONDS_END + 1, _SECONDS_END + 6)  # ...SS then 'Z' or '+hh:mm'
 # `YYYY-MM-DD` of day numbers already met: scans cluster on few days. Bounded.
 _DATES: dict[int, str] = {}
 _DATES_MAX = 100_000
 
 
-def pack_time(observed_at: str, instant_ns: int) -> tuple[int, int | str]:
-    """`(seconds, detail)` when `unpack_time` gives `observed_at` and `instant_ns` back
+def pack_time(observed_at: str, instant_ns: int) -> tuple[int, int | Layout | str]:
+    """`(seconds, layout)` when `unpack_time` gives `observed_at` and `instant_ns` back
     exactly, else `(instant_ns, observed_at)`. The common case (whole seconds, `T`, an offset
-    of at most 15:45 or `Z`) has a detail below 128: one msgpack byte.
+    of at most 15:45 or `Z`) has a layout below 128: one msgpack byte.
 
-    The text is read only as far as its layout (separator, fraction, zone); `unpack_time`
-    then writes it back from the instant, and only an identical text is packed: a leap
-    second (:60), an impossible date or an instant that is not the text's stay as text.
+    The text is read only as far as its layout (zone, separator, fraction); the text written
+    back from the instant is then compared with it, and only an identical text is packed: a
+    leap second (:60), an impossible date or an instant that is not the text's stay as text.
+    (`pack_sightings` tries the common case first, without this.)
     """
+    layout = _layout_of(observed_at)
+    seconds = instant_ns // _NANOS
+    if layout is None or unpack_time(seconds, layout) != (observed_at, instant_ns):
+        return instant_ns, observed_at
+    return seconds, layout.zone_code if layout.separator_and_fraction == "T" else layout
+
+
+def _layout_of(observed_at: str) -> Layout | None:
+    """The `Layout` of `observed_at`: its zone, separator and fraction, if it has them."""
     zone = observed_at[-1:] if observed_at[-1:] in ("Z", "z") else observed_at[-6:]
     zone_code = _ZONE_CODE.get(zone)
-    if zone_code is None:
-        return instant_ns, observed_at
-    fraction = observed_at[_SECONDS_END + 1 : -len(zone)]  # after the '.', if any
-    digits = len(fraction)
-    if digits > 9 or (digits and not (fraction.isascii() and fraction.isdigit())):
-        return instant_ns, observed_at
-    lowercase = observed_at[_DATE_LENGTH : _DATE_LENGTH + 1] == "t"
-    seconds = instant_ns // _NANOS
-    detail = zone_code + _ZONES * (lowercase + 2 * (digits + 10 * int(fraction or 0)))
-    try:
-        if unpack_time(seconds, detail) == (observed_at, instant_ns):
-            return seconds, detail
-    except (OverflowError, OSError, ValueError):
-        pass
-    return instant_ns, observed_at
+    separator = observed_at[_DATE_LENGTH : _DATE_LENGTH + 1]
+    fraction = observed_at[_SECONDS_END : -len(zone)]  # '.' and its digits, if any
+    digits = fraction[1:]
+    if zone_code is None or separator not in ("T", "t"):
+        return None
+    if fraction and not (
+        fraction[0] == "." and 1 <= len(digits) <= 9 and digits.isascii() and digits.isdecimal()
+    ):
+        return None
+    return Layout(zone_code, separator + fraction)
 
 
-def unpack_time(seconds: int, detail: int) -> tuple[str, int]:
+def unpack_time(seconds: int, layout: int | Layout) -> tuple[str, int]:
     """The `observed_at` text and the instant in nanoseconds of a compact time."""
-    if 0 <= detail < _ZONES:  # whole seconds and 'T', nearly every scan
-        zone_code, separator, fraction, nanos = detail, "T", "", 0
-    elif detail > 0:
-        zone_code, rest = detail % _ZONES, detail // _ZONES
-        separator = "t" if rest & 1 else "T"
-        digits, fraction_value = (rest >> 1) % _FRACTION_DIGITS, (rest >> 1) // _FRACTION_DIGITS
-        if fraction_value >= 10**digits:
-            raise ValueError(f"fraction {fraction_value} has more than {digits} digits")
-        fraction = f".{fraction_value:0{digits}d}" if digits else ""
-        nanos = fraction_value * 10 ** (9 - digits)
-    else:
-        raise ValueError("negative time detail")
-    day, second_of_day = divmod(seconds + _ZONE_OFFSET[zone_code], 86400)
-    date = _DATES.get(day)
-    if date is None:
-        date = time.strftime("%Y-%m-%d", time.gmtime(day * 86400))
-        if len(date) != _DATE_LENGTH:
-            raise ValueError(f"day {day} has no four-digit year")
-        if len(_DATES) < _DATES_MAX:
-            _DATES[day] = date
-    hour, second_of_hour = divmod(second_of_day, 3600)
-    minute, second = divmod(second_of_hour, 60)
-    text = (
-        f"{date}{separator}{_TWO_DIGITS[hour]}:{_TWO_DIGITS[minute]}:"
-        f"{_TWO_DIGITS[second]}{fraction}{_ZONE_TEXT[zone_code]}"
-    )
+    if isinstance(layout, int):  # whole seconds and 'T', nearly every scan
+        return _time_text(seconds, layout), seconds * _NANOS
+    separator, fraction = layout.separator_and_fraction[:1], layout.separator_and_fraction[1:]
+    nanos = int(fraction[1:].ljust(9, "0")) if fraction else 0
+    text = _time_text(seconds, layout.zone_code, separator, fraction)
     return text, seconds * _NANOS + nanos
+
+
+def _time_text(seconds: int, zone_code: int, separator: str = "T", fraction: str = "") -> str:
+    """The RFC 3339 text of `seconds` since the epoch in zone `zone_code`."""
+    day, second_of_day = divmod(seconds + _ZONE_OFFSET[zone_code], 86400)
+    minute, second = divmod(second_of_day, 60)
+    date = _DATES.get(day) or _date_text(day)
+    return (
+        f"{date}{separator}{_MINUTE_TEXT[minute]}{_TWO_DIGITS[second]}{fraction}"
+        f"{_ZONE_TEXT[zone_code]}"
+    )
+
+
+def _date_text(day: int) -> str:
+    """`YYYY-MM-DD` of the proleptic Gregorian date `day` days after 1970-01-01 (H. Hinnant's
+    algorithm), for any day: the year is written with at least four digits, and a sign when
+    negative. Remembered, while there is room, for the next time."""
+    shifted = day + 719468  # days since 0000-03-01
+    era = shifted // 146097
+    day_of_era = shifted - era * 146097
+    year_of_era = (
+        day_of_era - day_of_era // 1460 + day_of_era // 36524 - day_of_era // 146096
+    ) // 365
+    day_of_year = day_of_era - (365 * year_of_era + year_of_era // 4 - year_of_era // 100)
+    month_from_march = (5 * day_of_year + 2) // 153
+    day_of_month = day_of_year - (153 * month_from_march + 2) // 5 + 1
+    month = month_from_march + 3 if month_from_march < 10 else month_from_march - 9
+    year = year_of_era + era * 400 + (month <= 2)
+    date = f"{year:04d}-{month:02d}-{day_of_month:02d}"
+    if len(_DATES) < _DATES_MAX:
+        _DATES[day] = date
+    return date
 
 
 # --- sightings and flags ----------------------------------------------------------------------
 
 
-def pack_sighting(sighting: Sighting) -> PackedSighting:
-    event_id, checkpoint, from_country, to_country, observed_at, instant_ns = sighting
-    when, detail = pack_time(observed_at, instant_ns)
-    return (
-        pack_event_id(event_id),
-        _CHECKPOINT_INDEX.get(checkpoint, checkpoint),
-        (
-            from_country + to_country
-            if len(from_country) == 2 and len(to_country) == 2
-            else [from_country, to_country]
-        ),
-        when,
-        detail,
-    )
+def pack_sightings(sightings: Iterable[Sighting]) -> list[PackedSighting]:
+    """Crossings packed. The hot path of a first save: the common time (whole seconds, `T`,
+    a zone of the table) is tried here, without a call, before `pack_time`."""
+    packed: list[PackedSighting] = []
+    for event_id, checkpoint, from_country, to_country, observed_at, instant_ns in sightings:
+        seconds, nanos = divmod(instant_ns, _NANOS)
+        zone_code = (
+            _ZONE_CODE.get(observed_at[_SECONDS_END:])
+            if not nanos and len(observed_at) in _WHOLE_SECONDS_LENGTHS
+            else None
+        )
+        when: int
+        layout: int | Layout | str
+        if zone_code is not None and observed_at == _time_text(seconds, zone_code):
+            when, layout = seconds, zone_code
+        else:
+            when, layout = pack_time(observed_at, instant_ns)
+        packed.append(
+            (
+                pack_event_id(event_id),
+                _CHECKPOINT_INDEX.get(checkpoint, checkpoint),
+                (
+                    from_country + to_country
+                    if len(from_country) == 2 and len(to_country) == 2
+                    else [from_country, to_country]
+                ),
+                when,
+                layout,
+            )
+        )
+    return packed
 
 
-def unpack_sighting(packed: PackedSighting) -> Sighting:
-    event_id, checkpoint, countries, when, detail = packed
-    if isinstance(countries, str):
-        if len(countries) != 4:
-            raise ValueError(f"packed countries {countries!r} are not two codes")
-        from_country, to_country = countries[:2], countries[2:]
-    else:
-        from_country, to_country = countries
-    observed_at, instant_ns = (
-        (detail, when) if isinstance(detail, str) else unpack_time(when, detail)
-    )
-    return Sighting(
-        event_id if isinstance(event_id, str) else unpack_event_id(event_id),
-        checkpoint if isinstance(checkpoint, str) else _named(CHECKPOINTS, checkpoint),
-        from_country,
-        to_country,
-        observed_at,
-        instant_ns,
-    )
+def unpack_sightings(packed: Iterable[PackedSighting]) -> list[Sighting]:
+    """The `Sighting`s of packed ones: any that msgspec's decoder let through (it checked
+    the ranges and lengths `PackedSighting` says) unpack, and exactly. The hot path of using
+    kept crossings: written out in one loop, a call only for an uncommon time."""
+    sightings: list[Sighting] = []
+    for packed_id, checkpoint, countries, when, layout in packed:
+        if isinstance(packed_id, bytes):
+            h = packed_id.hex()
+            event_id = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+        else:
+            event_id = packed_id[0]
+        if isinstance(countries, str):
+            from_country, to_country = countries[:2], countries[2:]
+        else:
+            from_country, to_country = countries
+        if isinstance(layout, int):  # whole seconds and 'T', nearly every scan
+            observed_at, instant_ns = _time_text(when, layout), when * _NANOS
+        elif isinstance(layout, str):
+            observed_at, instant_ns = layout, when
+        else:
+            observed_at, instant_ns = unpack_time(when, layout)
+        # `tuple.__new__` is what `Sighting(...)` runs, without its Python-level `__new__`.
+        sightings.append(
+            _new_tuple(
+                Sighting,
+                (
+                    event_id,
+                    CHECKPOINTS[checkpoint] if isinstance(checkpoint, int) else checkpoint,
+                    from_country,
+                    to_country,
+                    observed_at,
+                    instant_ns,
+                ),
+            )
+        )
+    return sightings
+
+
+_new_tuple = tuple.__new__
 
 
 def pack_flag(flag: Flag) -> tuple[object, ...]:
     """The fields of a `PackedFlag`, as a tuple (msgspec encodes it as the same array)."""
+    crossings = pack_sightings([flag.exit] if flag.entry is None else [flag.entry, flag.exit])
     return (
         flag.flag_id,
         _RULE_INDEX.get(flag.rule, flag.rule),
         flag.consignment_id,
         flag.severity,
         list(flag.reasons),
-        None if flag.entry is None else pack_sighting(flag.entry),
-        pack_sighting(flag.exit),
+        None if flag.entry is None else crossings[0],
+        crossings[-1],
         flag.link,
         flag.linked_consignment_id,
         flag.dwell_seconds,
@@ -255,14 +338,17 @@ def pack_flag(flag: Flag) -> tuple[object, ...]:
 
 
 def unpack_flag(packed: PackedFlag) -> Flag:
+    crossings = unpack_sightings(
+        [packed.exit] if packed.entry is None else [packed.entry, packed.exit]
+    )
     return Flag(
         packed.flag_id,
-        unpack_rule(packed.rule),
+        RULES[packed.rule] if isinstance(packed.rule, int) else packed.rule,
         packed.consignment_id,
         packed.severity,
         tuple(packed.reasons),
-        None if packed.entry is None else unpack_sighting(packed.entry),
-        unpack_sighting(packed.exit),
+        None if packed.entry is None else crossings[0],
+        crossings[-1],
         packed.link,
         packed.linked_consignment_id,
         packed.dwell_seconds,
@@ -281,23 +367,17 @@ def pack_rules(rules: Collection[str]) -> list[int | str]:
     return [_RULE_INDEX.get(rule, rule) for rule in sorted(rules)]
 
 
-def unpack_rule(packed: int | str) -> str:
-    return _named(RULES, packed)
-
-
-def _named(table: tuple[str, ...], packed: int | str) -> str:
-    if isinstance(packed, str):
-        return packed
-    if not 0 <= packed < len(table):
-        raise ValueError(f"index {packed} is not in the table of {len(table)}")
-    return table[packed]
+def unpack_rules(packed: list[PackedRule]) -> set[str]:
+    """The rules of `pack_rules` (the decoder has checked the indexes: `PackedRule`)."""
+    return {RULES[rule] if isinstance(rule, int) else rule for rule in packed}
 
 
 def pack_hs_codes(codes: Iterable[str]) -> bytes | list[str]:
     """Digits two a byte, `f` between codes (and after the last when the length is odd)."""
     ordered = sorted(codes)
     digits = "".join(ordered)
-    if not (digits.isascii() and digits.isdigit() and all(ordered)):
+    # (Sorted, an empty code would come first.)
+    if not (ordered and ordered[0] and digits.isdigit() and digits.isascii()):
         return ordered  # (also when there are none: an empty list)
     text = "f".join(ordered)
     return bytes.fromhex(text + "f" if len(text) % 2 else text)
@@ -306,10 +386,10 @@ def pack_hs_codes(codes: Iterable[str]) -> bytes | list[str]:
 def unpack_hs_codes(packed: bytes | list[str]) -> set[str]:
     if isinstance(packed, list):
         return set(packed)
-    codes = packed.hex().split("f")
-    if codes[-1] == "":
-        codes.pop()
-    if not (all(codes) and "".join(codes).isdigit()):
+    text = packed.hex()
+    codes = (text[:-1] if text[-1:] == "f" else text).split("f")
+    # Hex digits but `f` are digits or `a`-`e`; an empty code is two `f` in a row (or none).
+    if "" in codes or not text.replace("f", "").isdigit():
         raise ValueError("packed HS codes hold something else than digits")
     return set(codes)
 

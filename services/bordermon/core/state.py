@@ -34,8 +34,7 @@ import hashlib
 import time
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Annotated, NamedTuple
 
 import msgspec
 import orjson
@@ -45,17 +44,18 @@ from bordermon.core.crossing import CrossingEvent
 from bordermon.core.flag import Flag
 from bordermon.core.packing import (
     PackedFlag,
+    PackedRule,
     PackedSighting,
     pack_flag,
     pack_hs_codes,
     pack_pairs,
     pack_rules,
-    pack_sighting,
+    pack_sightings,
     unpack_flag,
     unpack_hs_codes,
     unpack_pairs,
-    unpack_rule,
-    unpack_sighting,
+    unpack_rules,
+    unpack_sightings,
 )
 from bordermon.core.rules import CONSIGNMENT_RULES, SIGHTING_SOURCES
 from bordermon.core.sighting import LinkSighting, Sighting
@@ -84,34 +84,184 @@ def pack_fingerprints(seen: list[bytes]) -> str:
 
 
 def unpack_fingerprints(text: str) -> list[bytes]:
-    packed = base64.b64decode(text, validate=True)
+    return split_fingerprints(base64.b64decode(text, validate=True))
+
+
+def split_fingerprints(packed: bytes) -> list[bytes]:
     if len(packed) % FINGERPRINT_BYTES:
         raise ValueError("the fingerprints are not whole")
     return [packed[i : i + FINGERPRINT_BYTES] for i in range(0, len(packed), FINGERPRINT_BYTES)]
 
 
-@dataclass(slots=True)
 class ConsignmentState:
-    """Everything detection remembers about one consignment. Owned by one worker at a time."""
+    """Everything detection remembers about one consignment. Owned by one worker at a time.
+
+    A state read by `decode_state` unpacks its kept crossings (`entries`, `exits`: writing
+    their ids and times back as text is most of a decode) when they are first used, and
+    `encode_state` writes back what it read for those unused or unchanged since. Most events
+    never look at them: only a qualifying crossing for `transit-to-ru` does (an exit to a
+    destination of concern reads the entries, an entry the exits), and `has_seen` only when
+    the ring has forgotten ids. Otherwise a plain class of fields, as `dataclass` would
+    write it (constructor, equality, `repr`).
+    """
+
+    __slots__ = (
+        "_entries",
+        "_exits",
+        "_packed_entries",
+        "_packed_exits",
+        "_packed_hs_codes",
+        "_read_entries",
+        "_read_exits",
+        "_read_hs_codes",
+        "accepted",
+        "consignment_id",
+        "declared",
+        "flagged",
+        "hs_codes",
+        "pending",
+        "seen",
+    )
 
     consignment_id: str
-    accepted: int = 0
-    entries: list[Sighting] = field(default_factory=list)
-    exits: list[Sighting] = field(default_factory=list)
-    hs_codes: set[str] = field(default_factory=set)
-    declared: set[str] = field(default_factory=set)
-    seen: list[bytes] = field(default_factory=list)
-    flagged: set[str] = field(default_factory=set)
-    pending: list[Flag] = field(default_factory=list)
+    accepted: int
+    hs_codes: set[str]
+    declared: set[str]
+    seen: list[bytes]
+    flagged: set[str]
+    pending: list[Flag]
+    # Each list of kept crossings: the list (None until first used, in a state read from
+    # storage), the packed crossings it was read from (none, in a state not read), and what
+    # they unpacked to (a copy: the list changes in place; None until used).
+    _entries: list[Sighting] | None
+    _packed_entries: list[PackedSighting]
+    _read_entries: list[Sighting] | None
+    _exits: list[Sighting] | None
+    _packed_exits: list[PackedSighting]
+    _read_exits: list[Sighting] | None
+    # The HS codes as read, packed and unpacked (a copy), for the same reason: the events of
+    # a consignment mostly carry the codes it has already.
+    _packed_hs_codes: bytes | list[str]
+    _read_hs_codes: frozenset[str] | None
+
+    def __init__(
+        self,
+        consignment_id: str,
+        accepted: int = 0,
+        *,
+        entries: list[Sighting] | None = None,
+        exits: list[Sighting] | None = None,
+        hs_codes: set[str] | None = None,
+        declared: set[str] | None = None,
+        seen: list[bytes] | None = None,
+        flagged: set[str] | None = None,
+        pending: list[Flag] | None = None,
+    ) -> None:
+        self.consignment_id = consignment_id
+        self.accepted = accepted
+        self._entries = [] if entries is None else entries
+        self._exits = [] if exits is None else exits
+        self.hs_codes = set() if hs_codes is None else hs_codes
+        self.declared = set() if declared is None else declared
+        self.seen = [] if seen is None else seen
+        self.flagged = set() if flagged is None else flagged
+        self.pending = [] if pending is None else pending
+        self._packed_entries = self._packed_exits = _NONE_PACKED
+        self._read_entries = self._read_exits = self._read_hs_codes = None
+        self._packed_hs_codes = b""
+
+    @property
+    def entries(self) -> list[Sighting]:
+        entries = self._entries
+        if entries is None:  # not used since read
+            entries = self._entries = unpack_sightings(self._packed_entries)
+            self._read_entries = entries[:]
+        return entries
+
+    @entries.setter
+    def entries(self, entries: list[Sighting]) -> None:
+        self._entries = entries
+
+    @property
+    def exits(self) -> list[Sighting]:
+        exits = self._exits
+        if exits is None:  # not used since read
+            exits = self._exits = unpack_sightings(self._packed_exits)
+            self._read_exits = exits[:]
+        return exits
+
+    @exits.setter
+    def exits(self, exits: list[Sighting]) -> None:
+        self._exits = exits
+
+    def _fields(self) -> tuple[object, ...]:
+        return (
+            self.consignment_id,
+            self.accepted,
+            self.entries,
+            self.exits,
+            self.hs_codes,
+            self.declared,
+            self.seen,
+            self.flagged,
+            self.pending,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ConsignmentState):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as a dataclass with eq
+
+    def __repr__(self) -> str:
+        fields = zip(_FIELD_NAMES, self._fields(), strict=True)
+        return f"ConsignmentState({', '.join(f'{name}={value!r}' for name, value in fields)})"
 
     def has_seen(self, event_id: str, event_fingerprint: bytes) -> bool:
         if event_fingerprint in self.seen:
             return True
-        # Kept crossings are checked by id too: they may have aged out of `seen`.
+        # Every accepted event's fingerprint went into the ring, the kept crossings' too, so
+        # while it has forgotten none (it holds one per accepted event) an id it does not
+        # hold is not a kept crossing's. Once it has, kept crossings are checked by id.
+        if len(self.seen) >= self.accepted:
+            return False
         # (Most states keep none or one, so skip the generators when empty.)
         if self.entries and any(kept.event_id == event_id for kept in self.entries):
             return True
         return bool(self.exits) and any(kept.event_id == event_id for kept in self.exits)
+
+
+_FIELD_NAMES = (
+    "consignment_id",
+    "accepted",
+    "entries",
+    "exits",
+    "hs_codes",
+    "declared",
+    "seen",
+    "flagged",
+    "pending",
+)
+_new_object = object.__new__
+_NONE_PACKED: list[PackedSighting] = []
+"""The packed crossings of a state not read from storage (shared: never changed)."""
+
+
+def _packed(
+    kept: list[Sighting], packed: list[PackedSighting], read: list[Sighting] | None
+) -> list[PackedSighting]:
+    """One list of kept crossings packed, reusing what was read for the crossings it still
+    holds of those (list equality checks identity first: an unchanged list costs one
+    comparison)."""
+    if read is None:  # not read from storage, or replaced unused
+        return pack_sightings(kept) if kept else []
+    if kept == read:
+        return packed
+    count = len(read)
+    if count and kept[:count] == read:  # crossings kept since, after those read
+        return packed + pack_sightings(kept[count:])
+    return pack_sightings(kept)
 
 
 class Transition(NamedTuple):
@@ -164,6 +314,14 @@ def apply(
     return Transition(state, tuple(flags), sightings, duplicate=False)
 
 
+_Fingerprint = Annotated[
+    bytes, msgspec.Meta(min_length=FINGERPRINT_BYTES, max_length=FINGERPRINT_BYTES)
+]
+_LISTED_FINGERPRINTS = 8
+"""A ring of up to this many fingerprints is stored as a list of them, which the decoder hands
+over as it is; a longer one as one string, 2 bytes a fingerprint smaller, cut up in Python."""
+
+
 class _PackedState(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
     """Format 2 of a consignment state: a msgpack array, empty fields at the end left out.
 
@@ -178,67 +336,63 @@ class _PackedState(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
     exits: list[PackedSighting] = []
     hs_codes: bytes | list[str] = []
     declared: str | list[str] = ""
-    seen: bytes = b""
-    flagged: list[int | str] = []
+    seen: list[_Fingerprint] | bytes = []
+    flagged: list[PackedRule] = []
     pending: list[PackedFlag] = []
 
 
 _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder(_PackedState)
 _CHECKSUM_BYTES = 4
-
-
-# Kept crossings as packed, for the crossings met lately: the worker decodes a batch's states,
-# applies the batch and encodes them again (twice when a flag was raised), so nearly every
-# kept crossing it encodes was just decoded or encoded, and packing one (its UUID, its time
-# text) is most of the encoder's time. Keyed by value (a Sighting is an immutable tuple), so
-# it is only a shortcut: a miss packs afresh. Bounded: cleared when full.
-_PACKED: dict[Sighting, PackedSighting] = {}
-_PACKED_MAX = 8192
-
-
-def _packed(sighting: Sighting) -> PackedSighting:
-    packed = _PACKED.get(sighting)
-    if packed is None:
-        packed = pack_sighting(sighting)
-        _remember_packed(sighting, packed)
-    return packed
-
-
-def _remember_packed(sighting: Sighting, packed: PackedSighting) -> None:
-    if len(_PACKED) >= _PACKED_MAX:
-        _PACKED.clear()
-    _PACKED[sighting] = packed
-
-
-def _unpacked(packed: PackedSighting) -> Sighting:
-    sighting = unpack_sighting(packed)
-    _remember_packed(sighting, packed)
-    return sighting
+_CHECKSUM_RESIDUE = 0x2144DF1C
+"""CRC-32 of any data followed by its own CRC-32, little-endian: a value is whole when the
+CRC-32 of all of it is this (one pass over one buffer, no slicing)."""
 
 
 def encode_state(state: ConsignmentState) -> bytes:
-    """Format 2: the version byte, the msgpack body, a CRC-32 of the consignment id and both.
+    """Format 2: the version byte, the msgpack body, a CRC-32 of the consignment id and both
+    (little-endian, so that the CRC-32 of a whole value is `_CHECKSUM_RESIDUE`).
 
     The checksum makes a damaged value, or one stored under another consignment's key, fail
     to decode rather than decode into a wrong state. The ring holds 8-byte fingerprints only
-    (`fingerprint`).
+    (`fingerprint`). Kept crossings not used since the state was read are written back as
+    read, those unchanged as they were packed.
     """
-    fields = [
+    entries, exits, hs_codes, read_hs_codes, seen = (
+        state._entries,
+        state._exits,
+        state.hs_codes,
+        state._read_hs_codes,
+        state.seen,
+    )
+    fields: list[object] = [
         state.accepted,
-        [_packed(s) for s in state.entries],
-        [_packed(s) for s in state.exits],
-        pack_hs_codes(state.hs_codes),
+        (
+            state._packed_entries  # (not used since read)
+            if entries is None
+            else _packed(entries, state._packed_entries, state._read_entries)
+        ),
+        (
+            state._packed_exits
+            if exits is None
+            else _packed(exits, state._packed_exits, state._read_exits)
+        ),
+        (
+            state._packed_hs_codes  # (unchanged since read)
+            if read_hs_codes is not None and hs_codes == read_hs_codes
+            else pack_hs_codes(hs_codes)
+        ),
         pack_pairs(state.declared),
-        b"".join(state.seen),
-        pack_rules(state.flagged),
-        [pack_flag(flag) for flag in state.pending],
+        seen if len(seen) <= _LISTED_FINGERPRINTS else b"".join(seen),
     ]
+    if state.flagged or state.pending:  # (few states: flags are acknowledged within a batch)
+        fields.append(pack_rules(state.flagged))
+        fields.append([pack_flag(flag) for flag in state.pending])
     while len(fields) > 1 and not fields[-1]:  # empty fields at the end are left out
         fields.pop()
     body = _VERSION_BYTE + _ENCODER.encode(fields)
     checksum = zlib.crc32(body, zlib.crc32(state.consignment_id.encode()))
-    return body + checksum.to_bytes(_CHECKSUM_BYTES, "big")
+    return body + checksum.to_bytes(_CHECKSUM_BYTES, "little")
 
 
 class StateDecodeError(ValueError):
@@ -251,7 +405,7 @@ def decode_state(raw: bytes, consignment_id: str) -> ConsignmentState:
 
     Raises `StateDecodeError` for anything else: damaged bytes, an unknown (newer) format, a
     state that belongs to another consignment (applying this consignment's events to it would
-    mix two consignments).
+    mix two consignments). Kept crossings are checked here and unpacked when first used.
     """
     version = raw[:1]
     if version == _VERSION_BYTE:
@@ -267,37 +421,30 @@ def decode_state(raw: bytes, consignment_id: str) -> ConsignmentState:
 
 
 def _decode_binary(raw: bytes, consignment_id: str) -> ConsignmentState:
-    body, checksum = raw[:-_CHECKSUM_BYTES], raw[-_CHECKSUM_BYTES:]
-    if len(body) < 2 or zlib.crc32(body, zlib.crc32(consignment_id.encode())) != int.from_bytes(
-        checksum, "big"
+    if len(raw) < 2 + _CHECKSUM_BYTES or (
+        zlib.crc32(raw, zlib.crc32(consignment_id.encode())) != _CHECKSUM_RESIDUE
     ):
         raise StateDecodeError(
             "state checksum mismatch: the value is damaged or belongs to another consignment"
         )
     try:
-        packed = _DECODER.decode(memoryview(body)[1:])
-        if len(packed.seen) % FINGERPRINT_BYTES:
-            raise ValueError("the fingerprints are not whole")
-        seen = packed.seen
-        return ConsignmentState(
-            consignment_id,
-            packed.accepted,
-            [_unpacked(s) for s in packed.entries],
-            [_unpacked(s) for s in packed.exits],
-            unpack_hs_codes(packed.hs_codes),
-            unpack_pairs(packed.declared),
-            [seen[i : i + FINGERPRINT_BYTES] for i in range(0, len(seen), FINGERPRINT_BYTES)],
-            {unpack_rule(rule) for rule in packed.flagged},
-            [unpack_flag(flag) for flag in packed.pending],
-        )
-    except (
-        msgspec.DecodeError,
-        ValueError,
-        TypeError,
-        LookupError,
-        OverflowError,
-        OSError,
-    ) as error:
+        packed = _DECODER.decode(raw[1:-_CHECKSUM_BYTES])  # (cheaper than a memoryview)
+        seen, flagged, pending = packed.seen, packed.flagged, packed.pending
+        hs_codes = unpack_hs_codes(packed.hs_codes)
+        state: ConsignmentState = _new_object(ConsignmentState)  # (its fields set below)
+        state.consignment_id = consignment_id
+        state.accepted = packed.accepted
+        state.hs_codes = hs_codes
+        state.declared = unpack_pairs(packed.declared)
+        state.seen = seen if isinstance(seen, list) else split_fingerprints(seen)
+        state.flagged = unpack_rules(flagged) if flagged else set()
+        state.pending = [unpack_flag(flag) for flag in pending] if pending else []
+        # The kept crossings are unpacked when first used (the decoder has checked them).
+        state._entries = state._exits = state._read_entries = state._read_exits = None
+        state._packed_entries, state._packed_exits = packed.entries, packed.exits
+        state._packed_hs_codes, state._read_hs_codes = packed.hs_codes, frozenset(hs_codes)
+        return state
+    except (msgspec.DecodeError, ValueError, TypeError, LookupError, OverflowError) as error:
         raise StateDecodeError(f"unreadable state: {error}") from None
 
 

@@ -1415,6 +1415,7 @@ def measure_replay_at_scale(run: Run, results: Results, events: int, jobs: int |
     """Rows 8, 8b, 8c: a bare `orjson.loads` loop over a file of `events` simulated events
     (the floor of any JSONL reader), then `bordermon replay --jobs 1` and `--jobs N` over it."""
     from bench_replay import ensure_input, orjson_loop, run_once
+
     from bordermon.parallel_replay import usable_cpus
 
     path = ensure_input(events)

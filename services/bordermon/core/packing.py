@@ -281,12 +281,14 @@ def unpack_sightings(packed: Iterable[PackedSighting]) -> list[Sighting]:
     sightings: list[Sighting] = []
     for packed_id, checkpoint, countries, when, detail in packed:
         if isinstance(packed_id, bytes):
-            h = packed_id.hex()
-            event_id = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+            # 8-4-4-4-12 digits: `hex` writes 4-digit groups, and the first and last two
+            # hyphens go (C calls, no slices: a slice costs as much as a call here).
+            event_id = "".join(packed_id.hex("-", 2).replace("-", "", 1).rsplit("-", 2))
         else:
             event_id = packed_id[0]
         if isinstance(countries, str):
-            from_country, to_country = countries[:2], countries[2:]
+            pair = _COUNTRY_PAIRS.get(countries) or _country_pair(countries)
+            from_country, to_country = pair
         else:
             from_country, to_country = countries
         if isinstance(detail, str):
@@ -313,6 +315,17 @@ def unpack_sightings(packed: Iterable[PackedSighting]) -> list[Sighting]:
 
 
 _new_tuple = tuple.__new__
+# The two codes of packed country pairs already met (a few dozen): a look-up, not two slices,
+# and one string of each code shared by every crossing. Bounded.
+_COUNTRY_PAIRS: dict[str, tuple[str, str]] = {}
+_COUNTRY_PAIRS_MAX = 10_000
+
+
+def _country_pair(countries: str) -> tuple[str, str]:
+    pair = countries[:2], countries[2:]
+    if len(_COUNTRY_PAIRS) < _COUNTRY_PAIRS_MAX:
+        _COUNTRY_PAIRS[countries] = pair
+    return pair
 
 
 def pack_flag(flag: Flag) -> tuple[object, ...]:

@@ -39,7 +39,10 @@ def iter_lines(source: IO[bytes], blank: list[int] | None = None) -> Iterator[tu
             yield number, value
     except OSError as error:
         # Only reading `source` can raise it here: the loop body does no I/O.
-        name = getattr(source, "name", "the input")
-        raise InputError(
-            f"cannot read {name} at line {number + 1}: {error.strerror or error}"
-        ) from None
+        raise read_error(source, number + 1, error) from None
+
+
+def read_error(source: IO[bytes], line: int, error: OSError) -> InputError:
+    """The error for an input that failed while reading `line` (1-based)."""
+    name = getattr(source, "name", "the input")
+    return InputError(f"cannot read {name} at line {line}: {error.strerror or error}")

@@ -69,13 +69,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import fcntl
 import functools
 import math
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -87,17 +85,15 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import IO, Any
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any
 
 import orjson
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-sys.path.insert(0, str(REPO / "tests" / "integration"))
 # This checkout's bordermon, here and (bench_replay.child_env) in every subprocess, whatever the
-# virtualenv's editable install points at.
-sys.path.insert(0, str(REPO / "services"))
+# virtualenv's editable install points at; tests/ for the test support package.
+sys.path[:0] = [str(REPO / "services"), str(REPO / "tests")]
 
 from bench_replay import (  # noqa: E402
     ALL_RULES,
@@ -107,15 +103,16 @@ from bench_replay import (  # noqa: E402
     ensure_input,
     rule_costs,
 )
-from harness import WorkerProcess, worker_env  # noqa: E402
 from machine import describe_machine  # noqa: E402
+
+from support.services import REDIS_DB_LOCKS, database_url, locked_test_database  # noqa: E402
+from support.workers import WorkerProcess, free_port, worker_env  # noqa: E402
 
 BATCH_MAX = 500  # the worker's defaults (settings batch_max_events / batch_max_wait)
 BATCH_WITHIN_S = 0.05
 SAMPLE_EVERY_S = 1.0
 STALL_S = 120.0
 LATENCY_WARMUP = 500
-REDIS_LOCKS = Path(tempfile.gettempdir()) / "bordermon-test-redis-db"
 REDIS_DBS = (14, *range(1, 14), 15)
 
 
@@ -294,32 +291,26 @@ def log_tail(path: Path, chars: int = 3000) -> str:
 def locked_redis_db(base_url: str) -> Iterator[str]:
     """A Redis database of this run's own, flushed before and after.
 
-    Uses the integration tests' lock files (tests/integration/conftest.py), so a test session
-    started meanwhile skips this database, and this run skips one a session holds.
+    Uses the test sessions' lock files (support.services), so a test session started meanwhile
+    skips this database, and this run skips one a session holds.
     """
     import redis
 
-    REDIS_LOCKS.mkdir(exist_ok=True)
-    for db in REDIS_DBS:
-        handle: IO[str] = (REDIS_LOCKS / f"{db}.lock").open("w")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            continue
-        url = urlunsplit(urlsplit(base_url)._replace(path=f"/{db}"))
+    with locked_test_database(REDIS_DBS) as db:
+        if db is None:
+            raise BenchError(
+                f"every Redis database 1-15 is locked by a test session ({REDIS_DB_LOCKS})"
+            )
+        url = database_url(base_url, db)
         client = redis.Redis.from_url(url)
         try:
             client.flushdb()
-            note(f"Redis database {db} (locked in {REDIS_LOCKS})")
+            note(f"Redis database {db} (locked in {REDIS_DB_LOCKS})")
             yield url
         finally:
             with contextlib.suppress(redis.RedisError):
                 client.flushdb()
             client.close()
-            handle.close()
-        return
-    raise BenchError(f"every Redis database 1-15 is locked by a test session ({REDIS_LOCKS})")
 
 
 class Run:
@@ -733,13 +724,6 @@ class Sample:
     cpu: float
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @dataclass(frozen=True, slots=True)
 class Scrape:
     """What the benchmark reads from the worker's `/metrics`.
@@ -1111,7 +1095,15 @@ def event_id_of(line: bytes) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def measure_latency(run: Run, rate: float, seconds: float, seed: int, compression: str) -> Row:
+def measure_latency(
+    run: Run,
+    rate: float,
+    seconds: float,
+    seed: int,
+    compression: str,
+    *,
+    results: Results | None = None,
+) -> Row:
     """Flags' arrival at a subscriber minus the produce time of the scan that completed the
     pair, with scans offered at `rate` for `seconds` to a worker that is already caught up."""
     from bordermon.scanner.publisher import ScannerPublisher
@@ -1195,6 +1187,8 @@ def measure_latency(run: Run, rate: float, seconds: float, seed: int, compressio
     if not latencies:
         raise BenchError("no flag was raised by a measured scan")
     latencies.sort()
+    if results is not None:
+        results.latency_p99_ms[rate] = percentile(latencies, 0.99)
     per_rule = []
     for rule, values in sorted(by_rule.items()):
         values.sort()
@@ -1312,7 +1306,10 @@ def measure_replay(path: Path, rules: str = ALL_RULES, results: Results | None =
 # --- the run ----------------------------------------------------------------------------------
 
 
-ROW_ORDER = ("1", "2", "3", "3b", "3c", "4", "4b", "4c", "4d", "5", "6", "6b", "6c", "7")
+ROW_ORDER = (
+    *("1", "2", "3", "3b", "3c", "4", "4b", "4c", "4d", "5", "6", "6b", "6c", "7"),
+    *("8", "8b", "8c"),
+)
 WORKER_CONFIGS = (  # (row, rules, phase): the same crossings topic, every other topic its own
     ("3", ALL_RULES, "main"),
     ("3b", TRANSIT_ONLY, "transit"),
@@ -1327,6 +1324,7 @@ class Results:
     notes: list[str] = field(default_factory=list)
     workers: dict[str, WorkerRun] = field(default_factory=dict)
     replay_flags: dict[str, dict[str, int]] = field(default_factory=dict)
+    latency_p99_ms: dict[float, float] = field(default_factory=dict)
 
     def rate(self, key: str) -> float | None:
         """events/s of a row; the median of its passes when it has several."""
@@ -1405,6 +1403,76 @@ def cost_line(results: Results, what: str, configs: Sequence[tuple[str, str]]) -
     return f"- {what}{of}: {rule_costs(cpu)}."
 
 
+TARGET_WORKER_OF_RAW = 0.30
+TARGET_P99_MS = 50.0
+TARGET_P99_RATE = 2000.0
+
+
+TARGET_REPLAY_RATE = 200_000.0
+
+
+def measure_replay_at_scale(run: Run, results: Results, events: int, jobs: int | None) -> None:
+    """Rows 8, 8b, 8c: a bare `orjson.loads` loop over a file of `events` simulated events
+    (the floor of any JSONL reader), then `bordermon replay --jobs 1` and `--jobs N` over it."""
+    from bench_replay import ensure_input, orjson_loop, run_once
+    from bordermon.parallel_replay import usable_cpus
+
+    path = ensure_input(events)
+    jobs = jobs or usable_cpus()
+
+    def floor() -> Row:
+        lines, wall, cpu = orjson_loop(path)
+        return Row.of(
+            f"floor: `orjson.loads` of every line of a {events:,}-event file, nothing else",
+            Interval(lines, wall, cpu),
+            "one process",
+        )
+
+    def replay_jobs(count: int) -> Row:
+        result = run_once(path, jobs=count)
+        return Row.of(
+            f"`bordermon replay FILE --quiet --jobs {count}` over {events:,} events, all rules",
+            Interval(result.read, result.wall, result.cpu),
+            f"{result.flags:,} flags, {result.rejected:,} rejected",
+        )
+
+    measure(run, "8", "orjson floor", results, floor)
+    measure(run, "8b", "replay at scale, --jobs 1", results, lambda: replay_jobs(1))
+    measure(run, "8c", f"replay at scale, --jobs {jobs}", results, lambda: replay_jobs(jobs))
+
+
+def targets(results: Results) -> list[str]:
+    """Issue 11's targets, met or not, from this run's rows."""
+
+    def verdict(met: bool) -> str:
+        return "met" if met else "**missed**"
+
+    lines = ["Targets (issue 11):"]
+    raw = results.rate("1")
+    for key, what in (("3", "all rules"), ("3b", "transit-to-ru only")):
+        rate = results.rate(key)
+        if raw and rate:
+            share = rate / raw
+            lines.append(
+                f"- worker ({what}) / raw ceiling = {share:.2f}, target"
+                f" ≥ {TARGET_WORKER_OF_RAW:.2f}: {verdict(share >= TARGET_WORKER_OF_RAW)}"
+            )
+    p99 = results.latency_p99_ms.get(TARGET_P99_RATE)
+    if p99 is not None:
+        lines.append(
+            f"- scan-to-flag p99 at {TARGET_P99_RATE:,.0f} events/s, all rules = {p99:.0f} ms,"
+            f" target < {TARGET_P99_MS:.0f} ms: {verdict(p99 < TARGET_P99_MS)}"
+        )
+    replay, floor = results.rate("8c"), results.rate("8")
+    if replay:
+        of_floor = f" ({replay / floor:.2f} of the orjson floor, row 8)" if floor else ""
+        lines.append(
+            f"- replay at scale, row 8c = {replay:,.0f} events/s{of_floor}, target"
+            f" ≥ {TARGET_REPLAY_RATE:,.0f}: {verdict(replay >= TARGET_REPLAY_RATE)}"
+        )
+    return lines if len(lines) > 1 else []
+
+
 def render(results: Results, header: list[str]) -> list[str]:
     out = [*header, ""]
     out.append("| # | measurement | events | s | events/s | CPU s per M events | result |")
@@ -1423,6 +1491,7 @@ def render(results: Results, header: list[str]) -> list[str]:
         f" worker (all rules) / raw = {ratio(results, '3', '1')};"
         f" replay / worker, all rules = {ratio(results, '6', '3')}."
     )
+    out += ["", *targets(results)]
     costs = [
         cost_line(results, "worker (rows 3, 3b, 3c)", [(k, r) for k, r, _ in WORKER_CONFIGS]),
         cost_line(results, "replay (rows 6, 6b, 6c)", REPLAY_CONFIGS),
@@ -1453,7 +1522,11 @@ PROFILE_STAGES: tuple[tuple[str, str, str], ...] = (
     ("- Redis save (`RedisStore.save`: encode + EVALSHA)", "save", "stores/redis_store.py"),
     ("- sightings to the links topic (`_forward`, acks awaited)", "_forward", "processor/batch.py"),
     ("- dead letters to Kafka (`_dead_letter`)", "_dead_letter", "processor/batch.py"),
-    ("- every produce, acks awaited (`FaustProducer.send_all`)", "send_all", "processor/app.py"),
+    (
+        "- every produce, acks awaited (`BatchingProducer.send_all`)",
+        "send_all",
+        "processor/producer.py",
+    ),
     (
         "faust: fetch loop, per-message dispatch (`_drain_messages`)",
         "_drain_messages",
@@ -1670,6 +1743,8 @@ def run_benchmark(args: argparse.Namespace, run: Run) -> list[str]:
     if args.profile_worker:
         profile = profile_worker(run, results, topic, expect)
     measure(run, "7", "peer (faust Tables)", results, lambda: measure_peer(run, topic, expect))
+    if args.replay_events:
+        measure_replay_at_scale(run, results, args.replay_events, args.replay_jobs)
     for key, rules in REPLAY_CONFIGS:
         label = "all rules" if rules == ALL_RULES else f"--rules {rules}"
         measure(
@@ -1691,7 +1766,12 @@ def run_benchmark(args: argparse.Namespace, run: Run) -> list[str]:
 
         def latency(rate: float = rate, index: int = index) -> Row:
             return measure_latency(
-                run, rate, args.latency_seconds, args.seed + 2 + index, args.compression
+                run,
+                rate,
+                args.latency_seconds,
+                args.seed + 2 + index,
+                args.compression,
+                results=results,
             )
 
         measure(run, key, f"scan-to-flag latency at {rate:,.0f} events/s", results, latency)
@@ -1756,10 +1836,25 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         action="store_true",
         help="also run the worker under pyinstrument (a separate pass); reports in run/bench/",
     )
+    parser.add_argument(
+        "--replay-events",
+        type=int,
+        default=None,
+        help="rows 8-8c: replay at scale over this many simulated events, beside a bare"
+        " orjson.loads loop over the same file (default 1,000,000; 0 skips them)",
+    )
+    parser.add_argument(
+        "--replay-jobs",
+        type=int,
+        default=None,
+        help="N of `replay --jobs N` in row 8c (default: the usable CPUs)",
+    )
     parser.add_argument("--save", type=Path, help="where to write the result (default run/bench/)")
     args = parser.parse_args(argv)
     if args.events is None:
         args.events = 20_000 if args.quick else 200_000
+    if args.replay_events is None:
+        args.replay_events = 0 if args.quick else 1_000_000
     args.rates = [float(rate) for rate in args.rates.split(",") if rate.strip()][:4]
     if args.latency_seconds is None:
         args.latency_seconds = 10.0 if args.quick else 30.0

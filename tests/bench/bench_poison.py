@@ -7,10 +7,10 @@ The worker's batch step (`BatchProcessor` with the consignment stage) runs in-pr
 in-memory store and a producer that only collects records, so the numbers are the processing
 cost alone, without Kafka or Redis round trips (each bisection level adds one load and one or
 two saves per half in a real worker: about a millisecond each on loopback Redis). A bug is
-planted the way tests/integration/poisoned_worker.py does: applying an event whose id starts
-with `poison` raises. For 0, 1 and 3 poison messages per batch it reports the wall time per
-batch (median of the repeats) and how many times events were applied (bisection re-applies
-the good halves). Not a test: run it by hand, copy the table into docs/reliability.md.
+planted the way tests/support/faulty_workers/poisoned_worker.py does: applying an event whose
+id starts with `poison` raises. For 0, 1 and 3 poison messages per batch it reports the wall
+time per batch (median of the repeats) and how many times events were applied (bisection
+re-applies the good halves). Not a test: run it by hand, copy the table into docs/reliability.md.
 """
 
 from __future__ import annotations

@@ -28,176 +28,36 @@ states. Not a test: run it by hand and copy the tables into docs/benchmarks.md
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-SERVICES = REPO / "services"
-# The bordermon measured is this checkout's.
-if str(SERVICES) not in sys.path:
-    sys.path.insert(0, str(SERVICES))
+# The bordermon measured is this checkout's; tests/ for the measurement it shares with the test.
+sys.path[:0] = [str(REPO / "services"), str(REPO / "tests")]
 
 import redis  # noqa: E402
 from machine import describe_machine  # noqa: E402
 
-from bordermon.core.crossing import parse_crossing  # noqa: E402
 from bordermon.core.state import (  # noqa: E402
     ConsignmentState,
-    apply,
     decode_state,
     encode_state,
     encode_state_json,
 )
-from bordermon.settings import Settings  # noqa: E402
-from bordermon.simulate import SimulationSpec, generate  # noqa: E402
 from bordermon.stores.base import ConsignmentCodec  # noqa: E402
-from bordermon.stores.redis_store import DEFAULT_PREFIX, RedisStore  # noqa: E402
-
-REDIS_SERVER = "/usr/bin/redis-server"
-BATCH = 500  # states per save, the worker's batch bound
-
-
-def say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
-def two_event_states(consignments: int, seed: int = 1) -> list[ConsignmentState]:
-    """States of consignments holding an entry and an exit, both kept, as the worker saves
-    them once the flags they raised (export-without-permit, if any) were acknowledged."""
-    config = Settings.load({}).detection_config()
-    spec = SimulationSpec(
-        consignments=consignments,
-        events=None,
-        seed=seed,
-        mix=(("slow", 1.0),),
-        duplicate_rate=0.0,
-        malformed_rate=0.0,
-    )
-    states: dict[str, ConsignmentState] = {}
-    for line in generate(spec):
-        event = parse_crossing(line, config.monitored_country)
-        transition = apply(states.get(event.consignment_id), event, config)
-        transition.state.pending.clear()  # acknowledged, as in the worker
-        states[event.consignment_id] = transition.state
-    kept_both = [s for s in states.values() if s.entries and s.exits and s.accepted == 2]
-    if len(kept_both) != len(states):
-        raise SystemExit(f"{len(states) - len(kept_both)} states do not hold two kept events")
-    return kept_both
-
-
-class JsonCodec(ConsignmentCodec):
-    """Format 1, as earlier versions wrote it: the baseline."""
-
-    def encode(self, state: ConsignmentState) -> bytes:
-        return encode_state_json(state)
-
-
-@contextmanager
-def private_redis(binary: str = REDIS_SERVER) -> Iterator[str]:
-    """A redis-server of our own on a free port, without persistence; yields its URL."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    with tempfile.TemporaryDirectory(prefix="bordermon-redis-") as data_dir:
-        argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-        argv += ["--appendonly", "no", "--dir", data_dir]
-        process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        url = f"redis://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 15
-            while True:
-                try:
-                    redis.Redis.from_url(url, socket_connect_timeout=1).ping()
-                    break
-                except redis.RedisError:
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"{binary} did not start on port {port}") from None
-                    time.sleep(0.05)
-            yield url
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
-
-
-@dataclass(frozen=True, slots=True)
-class Memory:
-    per_consignment: float
-    strlen_mean: float
-    memory_usage_mean: float
-    keys: int
-    sampled: int
-    with_expiry: int
-    """Of the `sampled` keys, those with an expiry of their own."""
-
-
-def used_memory(url: str) -> int:
-    # Let Redis finish any incremental rehash of its tables before reading.
-    time.sleep(0.3)
-    with redis.Redis.from_url(url) as client:
-        return int(client.info("memory")["used_memory"])
-
-
-def measure_memory(
-    server_url: str, database: int, states: list[ConsignmentState], codec: ConsignmentCodec
-) -> Memory:
-    """Save `states` with the real store into an empty database of the private server and
-    return what that cost Redis. The store is closed before reading (no client buffers)."""
-    url = f"{server_url}/{database}"
-    ttl = Settings.load({}).state_ttl_seconds
-
-    async def save_all() -> None:
-        store = RedisStore.from_url(url, ttl_seconds=ttl, codec=codec)
-        try:
-            for start in range(0, len(states), BATCH):
-                await store.save(states[start : start + BATCH])
-                say(f"  saved {min(start + BATCH, len(states)):,} / {len(states):,}")
-        finally:
-            await store.close()
-
-    with redis.Redis.from_url(url) as client:
-        if client.dbsize():
-            raise RuntimeError(f"database {database} of the private server is not empty")
-    before = used_memory(url)
-    asyncio.run(save_all())
-    after = used_memory(url)
-    with redis.Redis.from_url(url) as client:
-        sample = [DEFAULT_PREFIX.encode() + s.consignment_id.encode() for s in states[:1000]]
-        lengths = [int(client.strlen(key)) for key in sample]  # type: ignore[no-untyped-call]
-        usage = [int(client.memory_usage(key, samples=0) or 0) for key in sample]
-        with_expiry = sum(1 for key in sample if int(client.ttl(key)) > 0)
-        keys = int(client.dbsize())
-    return Memory(
-        (after - before) / len(states),
-        sum(lengths) / len(lengths),
-        sum(usage) / len(usage),
-        keys,
-        len(sample),
-        with_expiry,
-    )
-
-
-def warm_up_script(server_url: str, states: list[ConsignmentState]) -> None:
-    """Load the save script (Redis counts its cache in used_memory) before measuring."""
-    asyncio.run(_save_one(f"{server_url}/0", states[0]))
-
-
-async def _save_one(url: str, state: ConsignmentState) -> None:
-    store = RedisStore.from_url(url, ttl_seconds=60)
-    try:
-        await store.save([state])
-    finally:
-        await store.close()
+from support.redis_servers import REDIS_SERVER, private_redis  # noqa: E402
+from support.state_memory import (  # noqa: E402
+    BATCH,
+    JsonCodec,
+    measure_memory,
+    say,
+    two_event_states,
+    warm_up_script,
+)
 
 
 def per_state_us(

@@ -1,5 +1,5 @@
-"""The chaos suite's worker: tests/integration/poisoned_worker.py (events whose id starts with
-`poison` fail to apply), with every apply made slower by busy CPU work.
+"""The chaos suite's worker: tests/support/faulty_workers/poisoned_worker.py (events whose id
+starts with `poison` fail to apply), with every apply made slower by busy CPU work.
 
     BORDERMON_CHAOS_APPLY_MS=2 python tests/chaos/chaos_worker.py [worker options]
 
@@ -18,12 +18,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
-
-import poisoned_worker
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for the support package
 
 from bordermon.cli import main
 from bordermon.core import pipeline
+from support.faulty_workers.poisoned_worker import apply_with_a_bug
 
 DELAY_S = float(os.environ.get("BORDERMON_CHAOS_APPLY_MS", "0") or 0) / 1000
 
@@ -32,7 +31,7 @@ def _slow_apply(*args: Any, **kwargs: Any) -> Any:
     until = time.perf_counter() + DELAY_S
     while time.perf_counter() < until:
         pass
-    return poisoned_worker._apply_with_a_bug(*args, **kwargs)
+    return apply_with_a_bug(*args, **kwargs)
 
 
 if __name__ == "__main__":

@@ -23,10 +23,8 @@ from typing import Any
 import orjson
 import redis
 from confluent_kafka import TopicPartition
-from harness import committed_offsets, end_offsets, kafka_reader
 
 from bordermon.core.crossing import InvalidCrossing, parse_crossing
-from bordermon.core.rules import RULE_RELABEL
 from bordermon.core.state import ConsignmentState, fingerprint
 from bordermon.stores.base import CONSIGNMENTS
 from bordermon.stores.redis_store import (
@@ -35,6 +33,8 @@ from bordermon.stores.redis_store import (
     LINK_PREFIX,
     split_revision,
 )
+from support.flags import differing_fields, is_arrival_order_difference
+from support.kafka_io import committed_offsets, end_offsets, kafka_reader
 
 STATE_PREFIX = DEFAULT_PREFIX.encode()
 OWNER_PREFIX = DEFAULT_OWNER_PREFIX.encode()
@@ -339,7 +339,14 @@ def reconcile(
         "states": {
             "stored": len(states),
             "pending_left": len(pending),
-            "max_revision": max((s["revision"] for s in states.values()), default=0),
+            "max_revision": max(
+                (
+                    revision
+                    for key, revision in state_revisions(redis_url).items()
+                    if key.startswith(STATE_PREFIX)
+                ),
+                default=0,
+            ),
             "owner_claims": owner_tokens(redis_url, topics["crossings"], sorted(ends)),
             "link_owner_claims": owner_tokens(redis_url, topics["links"], sorted(link_ends)),
         },
@@ -360,11 +367,11 @@ def _check_flags(
         if flag_id not in first:
             first[flag_id] = record
             want = expected.get(flag_id)
-            if want is not None and _without_detected_at(doc) != _without_detected_at(want):
-                fields = sorted(k for k in {*doc, *want} if doc.get(k) != want.get(k))
+            fields = [] if want is None else differing_fields(doc, want)
+            if fields:
                 note = f"{flag_id} ({doc.get('rule')}; differs in {fields})"
                 details.append({"got": doc, "replay": want})
-                if doc.get("rule") == RULE_RELABEL and not set(fields) & RELABEL_FIXED:
+                if is_arrival_order_difference(doc, fields):
                     order_dependent.append(note)
                 else:
                     wrong_content.append(note)
@@ -390,16 +397,6 @@ def _check_flags(
         "relabel_order_dependent": order_dependent,
         "content_differences": details[:10],
     }
-
-
-RELABEL_FIXED = {"flag_id", "rule", "consignment_id", "exit", "link"}
-"""What a relabel-to-ru flag must share with replay's. The rest (the reported entry, and what
-follows from it) may differ: the pair depends on the order in which sightings from six
-crossings partitions reach the link stage (docs/design.md, "Where the SPEC may be wrong")."""
-
-
-def _without_detected_at(doc: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in doc.items() if k != "detected_at"}
 
 
 def _event(value: bytes) -> Any:

@@ -5,9 +5,9 @@
 
 It starts its own Kafka and Redis (`bordermon stack up kafka redis` with a private run folder
 and free ports, so the shared stack is never touched), creates the topics, runs poisoned
-`bordermon worker`s (tests/integration/poisoned_worker.py: applying an event whose id starts
-with `poison` raises), and publishes a simulated workload in chunks, with malformed lines and
-planted poison events among the good ones. Between and during chunks it injects faults:
+`bordermon worker`s (tests/support/faulty_workers/poisoned_worker.py: applying an event whose
+id starts with `poison` raises), and publishes a simulated workload in chunks, with malformed
+lines and planted poison events among the good ones. Between and during chunks it injects faults:
 workers SIGKILLed and restarted, a second worker joining and leaving (SIGTERM), Redis and Kafka
 SIGKILLed and brought back with `bordermon stack up`, a worker SIGSTOPped past its session
 timeout while the other takes over, then SIGCONTed.
@@ -50,15 +50,9 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
         *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep)),
     ]
 )
-sys.path[:0] = [str(REPO / "services"), str(REPO / "tests" / "integration"), str(HERE)]
+sys.path[:0] = [str(REPO / "services"), str(REPO / "tests")]
 
 import redis  # noqa: E402
-from harness import (  # noqa: E402
-    WorkerProcess,
-    free_port,
-    publish_lines,
-    worker_env,
-)
 from reconcile import (  # noqa: E402
     committed_offsets,
     end_offsets,
@@ -69,10 +63,12 @@ from workload import Workload, build  # noqa: E402
 
 from bordermon.processor.app import REBALANCE_TIMEOUT_S, SESSION_TIMEOUT_S  # noqa: E402
 from bordermon.topics import apply_topics, load_declarations  # noqa: E402
+from support.kafka_io import publish_lines  # noqa: E402
+from support.workers import WorkerProcess, free_port, worker_env  # noqa: E402
 
 GROUP = "bordermon-chaos"
 WORKER_COMMAND = (sys.executable, str(HERE / "chaos_worker.py"))
-"""tests/integration/poisoned_worker.py, its apply slowed by BORDERMON_CHAOS_APPLY_MS."""
+"""support/faulty_workers/poisoned_worker.py, its apply slowed by BORDERMON_CHAOS_APPLY_MS."""
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from bordermon.simulate import SimulationSpec, simulate
 CONFIG = DetectionConfig(watchlist=load_watchlist(["builtin:chpl"]))
 """The worker's detection settings (its defaults: window 30 days, the builtin CHPL list)."""
 POISON_PREFIX = "poison"
-"""tests/integration/poisoned_worker.py fails to apply events whose id starts with this."""
+"""support/faulty_workers/poisoned_worker.py fails to apply events whose id starts with this."""
 
 
 @dataclass(frozen=True)

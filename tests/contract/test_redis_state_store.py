@@ -7,7 +7,13 @@ from typing import Any, cast
 
 import pytest
 import redis.asyncio as aioredis
-from store_helpers import (
+
+from bordermon.core import encode_state
+from bordermon.core.state import encode_state_json
+from bordermon.stores import RedisStore, StoreUnavailable
+from bordermon.stores.base import SaveConflict
+from bordermon.stores.redis_store import RedisClient
+from support.stores import (
     STATE_KINDS,
     RedisHarness,
     entry_only,
@@ -15,12 +21,6 @@ from store_helpers import (
     run,
     two_entries,
 )
-
-from bordermon.core import encode_state
-from bordermon.core.state import encode_state_json
-from bordermon.stores import RedisStore, StoreUnavailable
-from bordermon.stores.base import SaveConflict
-from bordermon.stores.redis_store import RedisClient
 
 pytestmark = pytest.mark.integration
 

@@ -12,11 +12,15 @@ import logging
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from store_helpers import (
+
+from bordermon.core import ConsignmentState, InvalidCrossing, encode_state
+from bordermon.core.state import STATE_VERSION, StateDecodeError, encode_state_json
+from bordermon.stores.base import Fenced, SaveConflict
+from support.builders import entry, exit_
+from support.stores import (
     STATE_KINDS,
     CorruptLog,
     Harness,
-    crossing,
     entry_only,
     exit_only,
     flagged_acknowledged,
@@ -25,10 +29,6 @@ from store_helpers import (
     state_of,
     two_entries,
 )
-
-from bordermon.core import ConsignmentState, InvalidCrossing, encode_state
-from bordermon.core.state import STATE_VERSION, StateDecodeError, encode_state_json
-from bordermon.stores.base import Fenced, SaveConflict
 
 TTL = 600
 
@@ -106,8 +106,8 @@ def test_save_overwrites_and_the_last_state_of_a_batch_wins(harness: Harness) ->
     early = entry_only("CONS-1")
     later = state_of(
         [
-            crossing("CONS-1", "CONS-1/e1", "CN", "KZ", "2024-03-01T10:00:00Z"),
-            crossing("CONS-1", "CONS-1/x1", "KZ", "RU", "2024-03-04T10:00:00Z"),
+            entry("CONS-1/e1", "2024-03-01T10:00:00Z", consignment_id="CONS-1"),
+            exit_("CONS-1/x1", "2024-03-04T10:00:00Z", consignment_id="CONS-1"),
         ]
     )
     assert later != early

@@ -17,7 +17,6 @@ import contextlib
 import io
 import json
 import math
-import os
 import re
 import subprocess
 import time
@@ -29,25 +28,27 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import pytest
 import redis
-from harness import flags_of, free_port, publish_lines, read_topic, running_worker, worker_env
 
-from bordermon.core import DetectionConfig, load_watchlist
 from bordermon.core.pipeline import Reject
 from bordermon.replay import replay
 from bordermon.simulate import SimulationSpec, generate
-from bordermon.topics import admin_client, apply_topics, load_declarations
+from bordermon.topics import apply_topics
 from bordermon_devstack import stack
+from support.builders import DEFAULT_DETECTION
+from support.flags import flags_of
+from support.kafka_io import delete_topics, new_test_topic_names, publish_lines, read_topic
+from support.services import database_url, unavailable
+from support.workers import free_port, running_worker, worker_env
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = REPO / "deploy" / "prometheus"
 DASHBOARDS_DIR = REPO / "deploy" / "grafana" / "dashboards"
-CONFIG = DetectionConfig(watchlist=load_watchlist(["builtin:chpl"]))
 
 GRAFANA_VALUES = {
     "__rate_interval": "1m",
@@ -72,20 +73,6 @@ here: the worker-side gauges may still be unwired (their queries must parse all 
 
 
 # --- helpers -----------------------------------------------------------------------------------
-
-
-def unavailable(reason: str) -> NoReturn:
-    """As conftest.unavailable (not importable by name: every test folder has a conftest)."""
-    if os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}:
-        pytest.fail(f"{reason} (CI=true: integration tests must run, not skip)", pytrace=False)
-    pytest.skip(reason)
-
-
-def _delete_topics(bootstrap: str, names: list[str]) -> None:
-    admin = admin_client(bootstrap)
-    for future in admin.delete_topics(names, operation_timeout=30).values():
-        with contextlib.suppress(Exception):
-            future.result()
 
 
 def _ensure_promtool() -> str:
@@ -238,18 +225,15 @@ def observed(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Observed]:
     work = tmp_path_factory.mktemp("observability")
-    suffix = uuid.uuid4().hex[:10]
-    declarations = [d.renamed(f"{d.name}.t-{suffix}") for d in load_declarations()]
-    names = {d.role: d.name for d in declarations}
-    parts = urllib.parse.urlsplit(redis_url)
-    redis_test_url = urllib.parse.urlunsplit(parts._replace(path=f"/{redis_test_db}"))
+    names = new_test_topic_names().names
+    redis_test_url = database_url(redis_url, redis_test_db)
     client: redis.Redis[bytes] = redis.Redis.from_url(redis_test_url)
     client.flushdb()
 
     lines = list(generate(SimulationSpec(consignments=600, seed=23, malformed_rate=0.02)))
     rejects: list[Reject] = []
     out = io.BytesIO()
-    replay(io.BytesIO(b"\n".join(lines) + b"\n"), out, CONFIG, on_reject=rejects.append)
+    replay(io.BytesIO(b"\n".join(lines) + b"\n"), out, DEFAULT_DETECTION, on_reject=rejects.append)
     expected_flags = len(out.getvalue().splitlines())
     assert expected_flags > 50 and len(rejects) > 5
 
@@ -259,7 +243,7 @@ def observed(
         cleanup.callback(client.close)
         cleanup.callback(client.flushdb)
         report = apply_topics(kafka_bootstrap, name_overrides=names)
-        cleanup.callback(_delete_topics, kafka_bootstrap, list(names.values()))
+        cleanup.callback(delete_topics, kafka_bootstrap, list(names.values()))
         assert report.ok, "\n".join(report.lines())
 
         env = worker_env(

@@ -17,38 +17,19 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
-from confluent_kafka import Consumer, Message, Producer, TopicPartition
+from confluent_kafka import Message
 
 import bordermon.alerts.subscriber as flags_command
 from bordermon import cli
 from bordermon.core import InvalidCrossing, flag_id_for
 from bordermon.scanner.publisher import ScannerPublisher
+from support.builders import crossing_line
+from support.kafka_io import publish_keyed, read_to_end
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
-QUIET = {"log_level": 0, "logger": lambda *args: None}  # keep librdkafka off stderr
-
 
 # --- helpers ------------------------------------------------------------------------------------
-
-
-def event(**fields: Any) -> bytes:
-    doc: dict[str, Any] = {
-        "schema": "crossing/1",
-        "event_id": f"ev-{uuid.uuid4().hex[:8]}",
-        "consignment_id": "CONS-1",
-        "checkpoint": "KZ-NUR-ZHOLY",
-        "from_country": "CN",
-        "to_country": "KZ",
-        "observed_at": "2024-03-01T10:00:00Z",
-        "goods": [{"hs_code": "8542.31", "value_usd": 5000}],
-    }
-    for key, value in fields.items():
-        if value is None:
-            doc.pop(key, None)
-        else:
-            doc[key] = value
-    return orjson.dumps(doc)
 
 
 def flag(consignment_id: str, severity: str = "high") -> dict[str, Any]:
@@ -118,53 +99,10 @@ def flag_v2(consignment_id: str, rule: str) -> dict[str, Any]:
     }
 
 
-def produce_values(bootstrap: str, topic: str, values: list[tuple[bytes | None, bytes]]) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, **QUIET})
-    for key, value in values:
-        producer.produce(topic, value, key=key)
-    assert producer.flush(30) == 0
-
-
 def produce_flags(bootstrap: str, topic: str, flags: list[dict[str, Any]]) -> None:
-    produce_values(
+    publish_keyed(
         bootstrap, topic, [(f["consignment_id"].encode(), orjson.dumps(f)) for f in flags]
     )
-
-
-def read_all(bootstrap: str, topic: str, timeout: float = 30.0) -> list[Message]:
-    """Every message the topic holds now (up to each partition's high watermark)."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"test-read-{uuid.uuid4().hex}",
-            "enable.auto.commit": False,
-            **QUIET,
-        }
-    )
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        ends: dict[int, int] = {}
-        starts = []
-        for partition in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-            if high > low:
-                ends[partition] = high
-                starts.append(TopicPartition(topic, partition, low))
-        consumer.assign(starts)
-        messages: list[Message] = []
-        deadline = time.monotonic() + timeout
-        while ends and time.monotonic() < deadline:
-            message = consumer.poll(0.5)
-            if message is None or message.error() is not None:
-                continue
-            messages.append(message)
-            partition, offset = message.partition() or 0, message.offset() or 0
-            if offset + 1 >= ends.get(partition, 0):
-                ends.pop(partition, None)
-        assert not ends, f"could not read {topic} to its end"
-        return messages
-    finally:
-        consumer.close()
 
 
 def keyed_values(messages: list[Message]) -> list[tuple[bytes | None, bytes | None]]:
@@ -197,15 +135,15 @@ def test_published_events_land_keyed_by_consignment_with_the_original_bytes(
     kafka_bootstrap: str, topics: dict[str, str]
 ) -> None:
     # Odd spacing and an unknown field: the bytes must arrive exactly as given.
-    raw = b'{"note":  "kept",  ' + event(consignment_id="CONS-\u00e9")[1:]
-    doc = orjson.loads(event(consignment_id="CONS-2"))
+    raw = b'{"note":  "kept",  ' + crossing_line(consignment_id="CONS-\u00e9")[1:]
+    doc = orjson.loads(crossing_line(consignment_id="CONS-2"))
     with ScannerPublisher(kafka_bootstrap, topics["crossings"]) as publisher:
         assert publisher.check_connection() == 6
         publisher.publish(raw)
         publisher.publish(doc)
         report = publisher.flush(30)
     assert report.ok and (report.sent, report.acknowledged) == (2, 2)
-    messages = read_all(kafka_bootstrap, topics["crossings"])
+    messages = read_to_end(kafka_bootstrap, topics["crossings"])
     assert keyed_values(messages) == sorted(
         [("CONS-\u00e9".encode(), raw), (b"CONS-2", orjson.dumps(doc))], key=repr
     )
@@ -220,11 +158,11 @@ def test_each_consignment_lands_in_the_partition_the_java_client_gives_it(
     with ScannerPublisher(kafka_bootstrap, topics["crossings"]) as publisher:
         partitions = list(range(publisher.check_connection()))
         for consignment_id in ids:
-            publisher.publish(event(consignment_id=consignment_id))
+            publisher.publish(crossing_line(consignment_id=consignment_id))
         assert publisher.flush(30).ok
     landed = {
         (m.key() or b"").decode(): m.partition()
-        for m in read_all(kafka_bootstrap, topics["crossings"])
+        for m in read_to_end(kafka_bootstrap, topics["crossings"])
     }
     java = DefaultPartitioner()
     assert landed == {cid: java(cid.encode(), partitions, partitions) for cid in ids}
@@ -235,25 +173,25 @@ def test_an_invalid_event_raises_at_once_and_nothing_is_sent(
 ) -> None:
     with ScannerPublisher(kafka_bootstrap, topics["crossings"]) as publisher:
         with pytest.raises(InvalidCrossing) as caught:
-            publisher.publish(event(observed_at="2024-03-01 10:00"))
+            publisher.publish(crossing_line(observed_at="2024-03-01 10:00"))
         assert caught.value.reason == "invalid_field:observed_at"
         with pytest.raises(InvalidCrossing):
-            publisher.publish(event(from_country="KZ", to_country="KZ"))
+            publisher.publish(crossing_line(from_country="KZ", to_country="KZ"))
         report = publisher.flush(30)
     assert report.sent == 0
-    assert read_all(kafka_bootstrap, topics["crossings"]) == []
+    assert read_to_end(kafka_bootstrap, topics["crossings"]) == []
 
 
 def test_publish_raw_sends_bad_events_untouched_keyed_when_possible(
     kafka_bootstrap: str, topics: dict[str, str]
 ) -> None:
-    bad_goods = event(consignment_id="CONS-RAW", goods=[])
+    bad_goods = crossing_line(consignment_id="CONS-RAW", goods=[])
     garbage = b"\x00\xffnot json"
     with ScannerPublisher(kafka_bootstrap, topics["crossings"]) as publisher:
         assert publisher.publish_raw(bad_goods) == "CONS-RAW"
         assert publisher.publish_raw(garbage) is None
         assert publisher.flush(30).ok
-    messages = read_all(kafka_bootstrap, topics["crossings"])
+    messages = read_to_end(kafka_bootstrap, topics["crossings"])
     assert keyed_values(messages) == sorted([(b"CONS-RAW", bad_goods), (None, garbage)], key=repr)
 
 
@@ -266,8 +204,8 @@ def test_publish_command_sends_valid_lines_and_reports_invalid_ones(
     jsonl: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    good = [event(consignment_id=f"C-{n}") for n in range(3)]
-    lines = [good[0], good[1], event(goods=None), b"", b"{oops", good[2]]
+    good = [crossing_line(consignment_id=f"C-{n}") for n in range(3)]
+    lines = [good[0], good[1], crossing_line(goods=None), b"", b"{oops", good[2]]
     jsonl.write_bytes(b"\r\n".join(lines) + b"\r\n")
     code, out, err = invoke(
         "publish",
@@ -289,7 +227,7 @@ def test_publish_command_sends_valid_lines_and_reports_invalid_ones(
     assert "  acknowledged  3" in err_lines
     assert "  invalid       2 (invalid_json 1, missing_field:goods 1)" in err_lines
     assert "  failed        0" in err_lines
-    messages = read_all(kafka_bootstrap, topics["crossings"])
+    messages = read_to_end(kafka_bootstrap, topics["crossings"])
     assert keyed_values(messages) == sorted(
         [(f"C-{n}".encode(), good[n]) for n in range(3)], key=repr
     )
@@ -301,7 +239,9 @@ def test_publish_command_exits_0_when_every_event_is_acknowledged_and_paces_with
     jsonl: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    jsonl.write_bytes(b"\n".join(event(consignment_id=f"C-{n}") for n in range(6)) + b"\n\n")
+    jsonl.write_bytes(
+        b"\n".join(crossing_line(consignment_id=f"C-{n}") for n in range(6)) + b"\n\n"
+    )
     started = time.monotonic()
     code, _, err = invoke(
         "publish",
@@ -320,7 +260,7 @@ def test_publish_command_exits_0_when_every_event_is_acknowledged_and_paces_with
     assert code == 0, err
     assert "  acknowledged  6" in err.splitlines()
     assert elapsed >= 5 / 20  # six events at 20/s: the last one is due 0.25 s after the first
-    assert len(read_all(kafka_bootstrap, topics["crossings"])) == 6
+    assert len(read_to_end(kafka_bootstrap, topics["crossings"])) == 6
 
 
 def test_publish_command_raw_sends_every_non_blank_line_byte_for_byte(
@@ -329,7 +269,7 @@ def test_publish_command_raw_sends_every_non_blank_line_byte_for_byte(
     jsonl: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    lines = [event(consignment_id="C-OK"), b'{"consignment_id": "C-BAD"}', b"   not json  "]
+    lines = [crossing_line(consignment_id="C-OK"), b'{"consignment_id": "C-BAD"}', b"   not json  "]
     jsonl.write_bytes(b"\n".join([lines[0], b"", lines[1], lines[2]]) + b"\n")
     code, _, err = invoke(
         "publish",
@@ -345,7 +285,7 @@ def test_publish_command_raw_sends_every_non_blank_line_byte_for_byte(
     )
     assert code == 0, err
     assert "  invalid       0" in err.splitlines()
-    messages = read_all(kafka_bootstrap, topics["crossings"])
+    messages = read_to_end(kafka_bootstrap, topics["crossings"])
     assert keyed_values(messages) == sorted(
         [(b"C-OK", lines[0]), (b"C-BAD", lines[1]), (None, lines[2])], key=repr
     )
@@ -354,7 +294,7 @@ def test_publish_command_raw_sends_every_non_blank_line_byte_for_byte(
 def test_publish_command_names_a_missing_topic(
     kafka_bootstrap: str, jsonl: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    jsonl.write_bytes(event() + b"\n")
+    jsonl.write_bytes(crossing_line() + b"\n")
     missing = f"bordermon.test.missing-{uuid.uuid4().hex[:8]}"
     code, _, err = invoke(
         "publish",
@@ -371,7 +311,7 @@ def test_publish_command_names_a_missing_topic(
 def test_an_unreachable_broker_is_one_line_and_exit_2_within_seconds(
     command: str, jsonl: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    jsonl.write_bytes(event() + b"\n")
+    jsonl.write_bytes(crossing_line() + b"\n")
     argv = [str(jsonl)] if command == "publish" else []
     started = time.monotonic()
     code, out, err = invoke(command, [*argv, "--kafka-bootstrap", "127.0.0.1:1"], capsys)
@@ -391,7 +331,7 @@ def test_subscriber_reads_flags_once_each_with_their_timestamps(
 ) -> None:
     flags = [flag("C-1"), flag("C-2", "medium"), flag("C-1")]  # C-1 re-delivered (SPEC §6)
     produce_flags(kafka_bootstrap, topics["flags"], flags)
-    produce_values(kafka_bootstrap, topics["flags"], [(b"C-x", b"not a flag")])
+    publish_keyed(kafka_bootstrap, topics["flags"], [(b"C-x", b"not a flag")])
     invalid: list[flags_command.InvalidFlagMessage] = []
     before_ms = int(time.time() * 1000) - 60_000
     with flags_command.FlagSubscriber(

@@ -7,9 +7,6 @@ committing) and carry on once Redis is back.
 
 from __future__ import annotations
 
-import shutil
-import signal
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,83 +14,38 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
-from harness import (
-    assert_redeliveries_identical,
-    flags_of,
-    free_port,
-    publish_lines,
-    read_topic,
-    running_worker,
-    worker_env,
-)
-from test_pipeline_e2e import replay_flags, simulated_lines
+
+from support.builders import simulated_lines
+from support.flags import assert_redeliveries_identical, flags_of, replay_flags
+from support.kafka_io import publish_lines, read_topic
+from support.redis_servers import RedisServer, redis_server_binary
+from support.workers import running_worker, worker_env
 
 pytestmark = pytest.mark.integration
 
 
-class OwnRedis:
-    """A throw-away redis-server whose data survives SIGKILL (AOF, fsync on every write)."""
-
-    def __init__(self, data_dir: Path) -> None:
-        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-        self.argv = [
-            binary,
-            "--port",
-            str(free_port()),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "always",
-            "--dir",
-            str(data_dir),
-        ]
-        self.url = f"redis://127.0.0.1:{self.argv[2]}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            try:
-                redis.Redis.from_url(self.url, socket_connect_timeout=1).ping()
-                return
-            except redis.RedisError:
-                time.sleep(0.1)
-        raise AssertionError("the test's redis-server did not start")
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=10)
-
-
 @pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
-    if shutil.which("redis-server") is None and not Path("/usr/bin/redis-server").exists():
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A throw-away redis-server whose data survives SIGKILL (AOF, fsync on every write)."""
+    binary = redis_server_binary()
+    if binary is None:
         pytest.fail("redis-server is not installed (bordermon stack up installs it)")
-    server = OwnRedis(tmp_path / "redis")
     (tmp_path / "redis").mkdir()
+    server = RedisServer(tmp_path / "redis", binary, durable=True)
     server.start()
     yield server
     server.kill()
 
 
 def test_redis_killed_mid_stream_and_restarted_loses_no_flag(
-    kafka_bootstrap: str, unique_topics: Any, own_redis: OwnRedis, tmp_path: Path
+    kafka_bootstrap: str, unique_topics: Any, own_redis: RedisServer, tmp_path: Path
 ) -> None:
     lines = simulated_lines(1500, seed=17)
     expected = replay_flags(lines)
     half = len(lines) // 2
     env = worker_env(
         kafka_bootstrap,
-        own_redis.url,
+        own_redis.url(0),
         unique_topics.names,
         f"g-{uuid.uuid4()}",
         BORDERMON_BATCH_MAX_EVENTS="25",

@@ -11,21 +11,19 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 import redis
 from aiokafka.partitioner import DefaultPartitioner
-from harness import (
-    DYING_WORKER_COMMAND,
+
+from support.builders import crossing_line, goods_of
+from support.flags import (
     assert_flags_as_replayed,
     assert_redeliveries_identical,
     flags_of,
-    publish_keyed,
-    read_topic,
-    running_worker,
-    worker_env,
+    replay_flags,
 )
-from test_pipeline_e2e import replay_flags
+from support.kafka_io import publish_keyed, read_topic
+from support.workers import DYING_WORKER_COMMAND, running_worker, worker_env
 
 pytestmark = pytest.mark.integration
 
@@ -52,31 +50,26 @@ def relabels(count: int) -> list[tuple[bytes, bytes]]:
             if partition_of(f"EXP-{n}-{k}") != partition_of(importer)
         )
         container = f"TGHU{n:06d}8"
-        common = {"checkpoint": "KZ-KHORGOS", "goods": [{"hs_code": "8526.91"}]}
-        entry = {
-            **common,
-            "event_id": f"in-{n}",
-            "consignment_id": importer,
-            "from_country": "CN",
-            "to_country": "KZ",
-            "observed_at": "2024-05-01T08:00:00+05:00",
-            "transport": {"mode": "rail", "container_id": container},
-        }
-        exit_ = {
-            **common,
-            "event_id": f"out-{n}",
-            "consignment_id": exporter,
-            "checkpoint": "KZ-ZHANAZHOL",
-            "from_country": "KZ",
-            "to_country": "RU",
-            "observed_at": "2024-05-21T08:00:00+05:00",
-            "permit_id": f"KZ-EL-{n}",
-            "transport": {"mode": "road", "container_id": container.lower()},
-        }
-        records += [
-            (importer.encode(), orjson.dumps(entry)),
-            (exporter.encode(), orjson.dumps(exit_)),
-        ]
+        entry = crossing_line(
+            event_id=f"in-{n}",
+            consignment_id=importer,
+            checkpoint="KZ-KHORGOS",
+            observed_at="2024-05-01T08:00:00+05:00",
+            goods=goods_of("8526.91"),
+            transport={"mode": "rail", "container_id": container},
+        )
+        exit_ = crossing_line(
+            event_id=f"out-{n}",
+            consignment_id=exporter,
+            checkpoint="KZ-ZHANAZHOL",
+            from_country="KZ",
+            to_country="RU",
+            observed_at="2024-05-21T08:00:00+05:00",
+            goods=goods_of("8526.91"),
+            permit_id=f"KZ-EL-{n}",
+            transport={"mode": "road", "container_id": container.lower()},
+        )
+        records += [(importer.encode(), entry), (exporter.encode(), exit_)]
     return records
 
 

@@ -16,19 +16,17 @@ from typing import Any
 import orjson
 import pytest
 import redis
-from harness import (
-    POISONED_WORKER_COMMAND,
-    assert_redeliveries_identical,
+
+from support.builders import simulated_lines
+from support.flags import assert_redeliveries_identical, flags_of, replay_flags
+from support.kafka_io import (
     committed_offsets,
     end_offsets,
-    flags_of,
     publish_keyed,
     publish_lines,
     read_topic,
-    running_worker,
-    worker_env,
 )
-from test_pipeline_e2e import replay_flags, simulated_lines
+from support.workers import POISONED_WORKER_COMMAND, running_worker, worker_env
 
 pytestmark = pytest.mark.integration
 

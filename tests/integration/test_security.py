@@ -26,7 +26,6 @@ import orjson
 import pytest
 import redis
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from harness import QUIET, event, free_port, running_worker, unavailable
 
 from bordermon import credentials
 from bordermon.acls import load_acls
@@ -34,6 +33,17 @@ from bordermon.alerts.subscriber import FlagSubscriber
 from bordermon.scanner.publisher import DEFAULT_PRODUCER_CONFIG, ScannerPublisher
 from bordermon.topics import admin_client, apply_topics, default_topics_file, load_declarations
 from bordermon_devstack import secure_stack, stack
+from support.builders import crossing_line
+from support.kafka_io import QUIET
+from support.services import unavailable
+from support.signed_scans import (
+    ENTRY_CHECKPOINT,
+    EXIT_CHECKPOINT,
+    make_key,
+    signed_scan_entry,
+    signed_scan_exit,
+)
+from support.workers import free_port, running_worker
 
 pytestmark = pytest.mark.integration
 
@@ -351,10 +361,10 @@ def test_a_worker_on_the_secure_stack_turns_a_scan_pair_into_a_flag(
     secure: SecureStack, tmp_path: Path
 ) -> None:
     consignment = f"SEC-{uuid.uuid4().hex[:10]}"
-    entry = event(
+    entry = crossing_line(
         event_id=f"{consignment}-e", consignment_id=consignment, observed_at="2024-03-01T10:00:00Z"
     )
-    leave = event(
+    leave = crossing_line(
         event_id=f"{consignment}-x",
         consignment_id=consignment,
         checkpoint="KZ-TASKALA",
@@ -466,8 +476,6 @@ def test_both_layers_together_acls_admit_the_scanner_signatures_pin_its_checkpoi
     """On the secure stack, with require_signatures on: a pair signed by registered scanners
     is flagged; an unsigned exit and one signed by a genuine scanner for a checkpoint it may
     not report (what Kafka ACLs cannot tell apart) are dead-lettered with their reasons."""
-    from test_signed_scans import ENTRY_CHECKPOINT, EXIT_CHECKPOINT, entry, exit_, make_key
-
     from bordermon.scanner.keys import read_private_key
 
     tag = uuid.uuid4().hex[:8]
@@ -487,14 +495,14 @@ def test_both_layers_together_acls_admit_the_scanner_signatures_pin_its_checkpoi
 
     with publisher(entry_file, f"in-{tag}") as signed_entries:
         for consignment in (good, unsigned, misattributed):
-            signed_entries.publish(entry(consignment))
-        signed_entries.publish(exit_(misattributed))  # the entry scanner, at the exit
+            signed_entries.publish(signed_scan_entry(consignment))
+        signed_entries.publish(signed_scan_exit(misattributed))  # the entry scanner, at the exit
         assert signed_entries.flush(30).ok
     with publisher(exit_file, f"out-{tag}") as signed_exits:
-        signed_exits.publish(exit_(good))
+        signed_exits.publish(signed_scan_exit(good))
         assert signed_exits.flush(30).ok
     with publisher(None, None) as unsigned_exits:
-        unsigned_exits.publish(exit_(unsigned))
+        unsigned_exits.publish(signed_scan_exit(unsigned))
         assert unsigned_exits.flush(30).ok
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("BORDERMON_")}

@@ -5,17 +5,13 @@ flags the good pair and dead-letters the rest with the exact reason."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import uuid
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 import redis
 from confluent_kafka import Producer
-from harness import QUIET, flags_of, read_topic, running_worker, worker_env
 
 from bordermon.cli import main
 from bordermon.core.signatures import sign_headers
@@ -23,53 +19,18 @@ from bordermon.scanner.keys import read_private_key
 from bordermon.scanner.publisher import ScannerPublisher
 from bordermon.stores.base import CONSIGNMENTS
 from bordermon.stores.redis_store import split_revision
+from support.flags import flags_of
+from support.kafka_io import QUIET, read_topic
+from support.signed_scans import (
+    ENTRY_CHECKPOINT,
+    EXIT_CHECKPOINT,
+    make_key,
+    signed_scan_entry,
+    signed_scan_exit,
+)
+from support.workers import running_worker, worker_env
 
 pytestmark = pytest.mark.integration
-
-ENTRY_CHECKPOINT = "KZ-NUR-ZHOLY"  # the entry scanner's only checkpoint
-EXIT_CHECKPOINT = "KZ-TASKALA"  # the exit scanner's only checkpoint
-
-
-def entry(consignment: str) -> bytes:
-    return orjson.dumps(
-        {
-            "schema": "crossing/1",
-            "event_id": f"{consignment}-in",
-            "consignment_id": consignment,
-            "checkpoint": ENTRY_CHECKPOINT,
-            "from_country": "CN",
-            "to_country": "KZ",
-            "observed_at": "2024-03-01T10:00:00Z",
-            "goods": [{"hs_code": "8542.31", "value_usd": 5000}],
-        }
-    )
-
-
-def exit_(consignment: str, **fields: Any) -> bytes:
-    # With a permit: only transit-to-ru can flag it, and only if the exit is accepted.
-    doc = {
-        "schema": "crossing/1",
-        "event_id": f"{consignment}-out",
-        "consignment_id": consignment,
-        "checkpoint": EXIT_CHECKPOINT,
-        "from_country": "KZ",
-        "to_country": "RU",
-        "observed_at": "2024-03-05T10:00:00Z",
-        "goods": [{"hs_code": "8542.31", "value_usd": 5000}],
-        "permit_id": "LIC-1",
-        **fields,
-    }
-    return orjson.dumps(doc)
-
-
-def make_key(tmp_path: Path, scanner_id: str, checkpoints: str) -> tuple[Path, str]:
-    """`bordermon scanner-key new`: the key file and the registry line it printed."""
-    out = tmp_path / f"{scanner_id}.key"
-    command = ["scanner-key", "new", "--scanner-id", scanner_id, "--checkpoints", checkpoints]
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        assert main([*command, "--out", str(out)]) == 0
-    return out, printed.getvalue().strip()
 
 
 def test_only_scans_signed_by_a_registered_scanner_at_its_checkpoint_are_processed(
@@ -93,9 +54,9 @@ def test_only_scans_signed_by_a_registered_scanner_at_its_checkpoint_are_process
         kafka_bootstrap, topic, config=QUIET, scanner_id="entry-scanner", signing_key=entry_key
     ) as publisher:
         for consignment in consignments:
-            publisher.publish(entry(consignment))
+            publisher.publish(signed_scan_entry(consignment))
         # A genuine key reporting a checkpoint it is not registered for.
-        misattributed = exit_("MISATTRIBUTED")
+        misattributed = signed_scan_exit("MISATTRIBUTED")
         publisher.publish(misattributed)
         assert publisher.flush(30).ok
     with ScannerPublisher(
@@ -105,19 +66,19 @@ def test_only_scans_signed_by_a_registered_scanner_at_its_checkpoint_are_process
         scanner_id="forger",
         signing_key=read_private_key(forger_key_file),
     ) as publisher:
-        forged = exit_("FORGED")
+        forged = signed_scan_exit("FORGED")
         publisher.publish(forged)
     with ScannerPublisher(kafka_bootstrap, topic, config=QUIET) as publisher:
-        unsigned = exit_("UNSIGNED")
+        unsigned = signed_scan_exit("UNSIGNED")
         publisher.publish(unsigned)
     with ScannerPublisher(
         kafka_bootstrap, topic, config=QUIET, scanner_id="exit-scanner", signing_key=exit_key
     ) as publisher:
         # Signed by the exit scanner, but the payload says another scanner made the scan.
-        impostor = exit_("IMPOSTOR", scanner_id="entry-scanner")
+        impostor = signed_scan_exit("IMPOSTOR", scanner_id="entry-scanner")
         publisher.publish(impostor)
     # Signed, then one byte changed in transit (a permit number).
-    original = exit_("TAMPERED")
+    original = signed_scan_exit("TAMPERED")
     tampered = original.replace(b"LIC-1", b"LIC-2")
     producer = Producer(
         {"bootstrap.servers": kafka_bootstrap, "partitioner": "murmur2_random", **QUIET}
@@ -131,7 +92,7 @@ def test_only_scans_signed_by_a_registered_scanner_at_its_checkpoint_are_process
     assert producer.flush(30) == 0
     # The good exit through the command line, as an operator would send it.
     scans = tmp_path / "good-exit.jsonl"
-    scans.write_bytes(exit_("G") + b"\n")
+    scans.write_bytes(signed_scan_exit("G") + b"\n")
     publish = ["publish", str(scans), "--kafka-bootstrap", kafka_bootstrap]
     signing = ["--scanner-key", str(exit_key_file), "--scanner-id", "exit-scanner"]
     assert main([*publish, "--crossings-topic", topic, *signing]) == 0

@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 import redis
-from harness import free_port
 
 from bordermon.cli import topics as topics_command
 from bordermon.topics import ROLES, Status, TopicDeclarationError, apply_topics
 from bordermon_devstack import cli as stack_command
 from bordermon_devstack import stack
+from support.workers import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -1,32 +1,21 @@
 """The Redis memory budget (issue 11): at most 300 bytes of `used_memory` per consignment holding
 two events, each consignment still expiring on its own TTL.
 
-Measured as tests/bench/bench_state_memory.py does (which see), on a few thousand consignments
-and a private redis-server of the test's own (never the shared one): states built by the core
-from simulated crossings, saved by the real `RedisStore`.
+Measured by support.state_memory, as tests/bench/bench_state_memory.py does, on a few thousand
+consignments and a private redis-server of the test's own (never the shared one): states built
+by the core from simulated crossings, saved by the real `RedisStore`.
 """
 
 from __future__ import annotations
 
-import shutil
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from harness import unavailable
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from bench_state_memory import (
-    REDIS_SERVER,
-    JsonCodec,
-    measure_memory,
-    private_redis,
-    two_event_states,
-    warm_up_script,
-)
 
 from bordermon.stores.base import ConsignmentCodec
+from support.redis_servers import private_redis, redis_server_binary
+from support.services import unavailable
+from support.state_memory import JsonCodec, measure_memory, two_event_states, warm_up_script
 
 pytestmark = pytest.mark.integration
 
@@ -36,8 +25,8 @@ CONSIGNMENTS = 3000
 
 @pytest.fixture
 def server() -> Iterator[str]:
-    binary = shutil.which("redis-server") or REDIS_SERVER
-    if not Path(binary).exists():
+    binary = redis_server_binary()
+    if binary is None:
         unavailable("redis-server is not installed (bordermon stack up installs it)")
     with private_redis(binary) as url:
         yield url

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from builders import CHPL, TRANSIT_ONLY
 
 from bordermon.core import DetectionConfig
+from support.builders import CHPL, TRANSIT_ONLY
 
 
 @pytest.fixture

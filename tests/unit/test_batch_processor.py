@@ -9,7 +9,6 @@ from typing import Any, NamedTuple
 
 import orjson
 import pytest
-from builders import CHPL, crossing_doc
 
 from bordermon.core import DetectionConfig
 from bordermon.core.link import LinkState
@@ -26,6 +25,7 @@ from bordermon.processor.dead_letter import dead_letter_headers
 from bordermon.processor.stages import ConsignmentStage, LinkStage
 from bordermon.stores.base import LINKS, StoreUnavailable
 from bordermon.stores.memory import MemoryStore
+from support.builders import CHPL, crossing_doc
 
 # Transit only: these scenarios count transit flags; all three rules run in ALL_RULES below.
 CONFIG = DetectionConfig(watchlist=CHPL, rules=frozenset({"transit-to-ru"}))
@@ -109,8 +109,9 @@ class RecordingRecorder:
     def duplicates(self, count: int) -> None:
         self.calls.append(("duplicates", count))
 
-    def flag(self, flag: Any, scan_to_flag_s: float | None) -> None:
-        self.calls.append(("flag", flag.rule, flag.consignment_id, scan_to_flag_s is not None))
+    def flags(self, flags: Any) -> None:
+        for flag, scan_to_flag_s in flags:
+            self.calls.append(("flag", flag.rule, flag.consignment_id, scan_to_flag_s is not None))
 
     def store_unavailable(self) -> None:
         self.calls.append(("store_unavailable",))

@@ -26,10 +26,8 @@ from typing import Any
 
 import orjson
 import pytest
-from builders import crossing_doc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_json_schemas import FOCUSED, any_json, crossing_like, focused_event, valid_events
 
 from bordermon.core import crossing
 from bordermon.core.countries import ALPHA2_BY_SPELLING, normalize_country
@@ -42,6 +40,8 @@ from bordermon.core.crossing import (
     parse_crossing_reference,
 )
 from bordermon.simulate import SimulationSpec, simulate
+from support.builders import crossing_doc
+from support.strategies import FOCUSED, any_json, crossing_like, focused_event, valid_events
 
 Outcome = tuple[str, object, object]
 

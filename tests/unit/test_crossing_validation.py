@@ -6,7 +6,6 @@ from typing import Any
 
 import orjson
 import pytest
-from builders import crossing_doc
 
 from bordermon.core.crossing import (
     MAX_EVENT_BYTES,
@@ -15,6 +14,7 @@ from bordermon.core.crossing import (
     parse_crossing,
     validate_document,
 )
+from support.builders import crossing_doc
 
 
 def reason_of(raw: bytes) -> str:

@@ -6,7 +6,6 @@ import hashlib
 from collections.abc import Callable, Iterable
 
 import pytest
-from builders import CHPL, TRANSIT_ONLY, entry, exit_
 
 from bordermon.core import (
     ConsignmentState,
@@ -17,6 +16,7 @@ from bordermon.core import (
     load_watchlist,
 )
 from bordermon.core.config import DAY_NS
+from support.builders import CHPL, TRANSIT_ONLY, entry, exit_
 
 Clock = Callable[[], int]
 

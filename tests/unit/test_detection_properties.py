@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from builders import CHPL, crossing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bordermon.core import ConsignmentState, CrossingEvent, DetectionConfig, Direction, apply
 from bordermon.core.state import decode_state, encode_state
 from bordermon.core.timestamps import parse_instant
+from support.builders import CHPL, crossing
 
 WINDOW_DAYS = 30
 CONFIG = DetectionConfig(

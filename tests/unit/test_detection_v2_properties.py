@@ -15,12 +15,12 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from builders import CHPL, crossing, run_both_stages
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bordermon.core import CrossingEvent, DetectionConfig, Direction, Flag
 from bordermon.core.config import DAY_NS
+from support.builders import CHPL, crossing, run_both_stages
 
 CONFIG = DetectionConfig(watchlist=CHPL)  # all three rules, 30 d and 90 d windows
 OFFSETS = ["Z", "+05:00", "-02:30"]

@@ -226,8 +226,9 @@ def test_the_dev_stack_declares_the_entry_point_bordermon_reads() -> None:
 
 
 def _example_commands(help_text: str) -> list[list[str]]:
-    """The command lines under "examples:", comments dropped, `a && b` split in two."""
-    examples = help_text.split("\nexamples:\n", 1)[1]
+    """The command lines under "examples:" (up to a blank line), comments dropped, `a && b`
+    split in two."""
+    examples = help_text.split("\nexamples:\n", 1)[1].split("\n\n", 1)[0]
     commands: list[list[str]] = []
     for line in examples.splitlines():
         command: list[str] = []
@@ -240,7 +241,7 @@ def _example_commands(help_text: str) -> list[list[str]]:
     return commands
 
 
-@pytest.mark.parametrize("command", ["stack", "topics"])
+@pytest.mark.parametrize("command", ["stack", "topics", "worker"])
 def test_help_examples_are_real_command_lines(installed: list[EntryPoint], command: str) -> None:
     installed.append(STACK_ENTRY_POINT)
     parser = build_parser()

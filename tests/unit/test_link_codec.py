@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from builders import CHPL, entry, exit_
 
 from bordermon.core import (
     CrossingEvent,
@@ -20,6 +19,7 @@ from bordermon.core import (
     encode_link_state,
 )
 from bordermon.core.state import StateDecodeError
+from support.builders import CHPL, entry, exit_
 
 CONFIG = DetectionConfig(watchlist=CHPL)
 BOX = {"container_id": "MSCU1234567", "seal_id": "S 1"}

@@ -1,31 +1,41 @@
-"""`record_flag` counts flag/2 of every rule (SPEC §5), including flags without an entry."""
+"""`record_flags` counts flag/2 of every rule (SPEC §5), including flags without an entry."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, cast
 
-from builders import CHPL, entry, exit_
 from prometheus_client import REGISTRY
 
 from bordermon import metrics
 from bordermon.core import DetectionConfig, Flag, apply
+from support.builders import CHPL, entry, exit_
 
 
 def value(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
-class WireFlag:
-    """Stands in for a core Flag: `record_flag` reads only `to_dict()`, the SPEC's wire form."""
-
-    def __init__(self, wire: dict[str, Any]) -> None:
-        self.wire = wire
-        self.rule = wire["rule"]
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.wire
+def from_wire(wire: dict[str, Any]) -> Flag:
+    """A core Flag with the fields of a SPEC example that the metrics read."""
+    entry = wire["entry"]
+    return Flag(
+        flag_id=wire["flag_id"],
+        rule=wire["rule"],
+        consignment_id=wire["consignment_id"],
+        severity=wire["severity"],
+        reasons=tuple(wire["reasons"]),
+        entry=None if entry is None else cast(Any, SimpleNamespace(**entry)),
+        exit=cast(Any, SimpleNamespace(**wire["exit"])),
+        link=wire["link"],
+        linked_consignment_id=wire["linked_consignment_id"],
+        dwell_seconds=wire["dwell_seconds"],
+        window_seconds=wire["window_seconds"],
+        hs_codes=tuple(wire["hs_codes"]),
+        detected_at=wire["detected_at"],
+    )
 
 
 SCHEMA = Path(__file__).resolve().parents[2] / "topics" / "schemas" / "flag-v2.schema.json"
@@ -38,7 +48,7 @@ def test_a_flag_without_entry_counts_by_rule_severity_and_chapter_only() -> None
     chapters = {c: value("bordermon_flags_by_hs_chapter_total", chapter=c) for c in ("84", "85")}
     origins = sum(value("bordermon_flags_by_origin_total", origin=c) for c in ("CN", "KZ", "RU"))
     latency = value("bordermon_scan_to_flag_seconds_count", rule=rule)
-    metrics.record_flag(cast(Flag, WireFlag(WITHOUT_PERMIT)), 0.2)
+    metrics.record_flags([(from_wire(WITHOUT_PERMIT), 0.2)])
     assert value("bordermon_flags_total", rule=rule, severity="high") == flags + 1
     for chapter, before in chapters.items():  # hs_codes 847150 and 854231
         assert value("bordermon_flags_by_hs_chapter_total", chapter=chapter) == before + 1
@@ -52,7 +62,7 @@ def test_a_flag_without_entry_counts_by_rule_severity_and_chapter_only() -> None
 def test_a_relabel_flag_counts_its_origin_and_dwell_under_its_rule() -> None:
     before = value("bordermon_flag_dwell_seconds_bucket", rule="relabel-to-ru", le="3.888e+06")
     origin = value("bordermon_flags_by_origin_total", origin="CN")
-    metrics.record_flag(cast(Flag, WireFlag(RELABEL)))
+    metrics.record_flags([(from_wire(RELABEL), None)])
     assert value("bordermon_flags_by_origin_total", origin="CN") == origin + 1
     bucket = value("bordermon_flag_dwell_seconds_bucket", rule="relabel-to-ru", le="3.888e+06")
     assert bucket == before + 1  # 41.8 days: in the 45-day bucket
@@ -65,6 +75,22 @@ def test_a_core_transit_flag_is_counted() -> None:
     (flag,) = apply(first.state, exit_("x1", "2024-03-02T10:00:00Z", permit_id="P-1"), config).flags
     before = value("bordermon_flags_total", rule=flag.rule, severity=flag.severity)
     dwell = value("bordermon_flag_dwell_seconds_sum", rule=flag.rule)
-    metrics.record_flag(flag, 0.05)
+    metrics.record_flags([(flag, 0.05)])
     assert value("bordermon_flags_total", rule=flag.rule, severity=flag.severity) == before + 1
     assert value("bordermon_flag_dwell_seconds_sum", rule=flag.rule) == dwell + 86_400
+
+
+def test_a_batch_of_flags_is_counted_per_label_set_and_each_latency_observed() -> None:
+    rule = "export-without-permit"
+    flags = value("bordermon_flags_total", rule=rule, severity="high")
+    chapter = value("bordermon_flags_by_hs_chapter_total", chapter="84")
+    latency = value("bordermon_scan_to_flag_seconds_count", rule=rule)
+    relabel_origin = value("bordermon_flags_by_origin_total", origin="CN")
+    batch = [(from_wire(WITHOUT_PERMIT), 0.1), (from_wire(WITHOUT_PERMIT), None)]
+    metrics.record_flags([*batch, (from_wire(RELABEL), 0.3)])
+    assert value("bordermon_flags_total", rule=rule, severity="high") == flags + 2
+    with_84 = sum(any(c.startswith("84") for c in f["hs_codes"]) for f in (WITHOUT_PERMIT, RELABEL))
+    assert with_84 == 2  # one chapter-84 code in each example
+    assert value("bordermon_flags_by_hs_chapter_total", chapter="84") == chapter + 3
+    assert value("bordermon_scan_to_flag_seconds_count", rule=rule) == latency + 1
+    assert value("bordermon_flags_by_origin_total", origin="CN") == relabel_origin + 1

@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from aiokafka.partitioner import DefaultPartitioner
-from builders import crossing_doc
 
 from bordermon.scanner.publisher import Delivery, ScannerPublisher
+from support.builders import crossing_doc
 
 # ASCII, Cyrillic, Kazakh, CJK, accents and an emoji (4 UTF-8 bytes): the hash is over the
 # key's UTF-8 bytes, so every width of character must agree.

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 
 import orjson
-from builders import CHPL, crossing_doc
 
 from bordermon.core import DetectionConfig, LinkState
 from bordermon.core.pipeline import (
@@ -17,6 +16,7 @@ from bordermon.core.pipeline import (
 )
 from bordermon.core.state import ConsignmentState
 from bordermon.replay import replay
+from support.builders import CHPL, crossing_doc
 
 CONFIG = DetectionConfig(watchlist=CHPL)
 BOX = {"container_id": "MSCU1234567"}

@@ -14,7 +14,6 @@ from typing import Any, NamedTuple
 import orjson
 import pytest
 from aiokafka.structs import ConsumerRecord
-from builders import CHPL, crossing_doc
 
 from bordermon.core import DetectionConfig
 from bordermon.core.pipeline import Message
@@ -22,6 +21,7 @@ from bordermon.processor.batch import BatchProcessor, PoisonLimitExceeded, Recor
 from bordermon.processor.consumer import ProcessingLoop, StageBinding, to_message
 from bordermon.processor.stages import ConsignmentStage
 from bordermon.stores.memory import MemoryStore
+from support.builders import CHPL, crossing_doc
 
 CONFIG = DetectionConfig(watchlist=CHPL, rules=frozenset({"transit-to-ru"}))
 TOPICS = StageTopics(source="crossings", flags="flags", dead_letter="dlq")
@@ -47,12 +47,14 @@ class InMemoryBroker:
         self.commits: list[dict[TP, int]] = []
         self.refuse_commits = False
         self.fetches = 0
+        self.fetch_size: int | None = None
+        """Records per fetch, when not `max_records`."""
 
     async def getmany(
         self, *partitions: Any, timeout_ms: int = 0, max_records: int | None = None
     ) -> dict[TP, list[ConsumerRecord[bytes, bytes]]]:
         self.fetches += 1
-        budget = max_records or 1_000_000
+        budget = self.fetch_size or max_records or 1_000_000
         batch: dict[TP, list[ConsumerRecord[bytes, bytes]]] = {}
         for tp in sorted(self.assigned):
             records = self.logs[tp][self.positions[tp] : self.positions[tp] + budget]
@@ -397,7 +399,7 @@ def test_room_for_more_is_waited_for_before_fetching() -> None:
     p0, p1 = TP("crossings", 0), TP("crossings", 1)
     broker = InMemoryBroker({p0: transit(0, 0, "A"), p1: transit(1, 0, "B")})
     producer = Producer()
-    loop, _ = loop_over(broker, producer, max_records=2, max_in_flight=1)
+    loop, _ = loop_over(broker, producer, max_records=2, max_buffered=2)
 
     async def scenario() -> None:
         producer.gate = asyncio.Event()
@@ -464,3 +466,51 @@ def test_durable_offsets_are_committed_together_once_the_interval_has_passed() -
 
     asyncio.run(scenario())
     assert broker.commits == [{p0: 4}, {p1: 2}]
+
+
+def test_records_that_arrive_during_a_sub_batch_make_one_next_sub_batch() -> None:
+    p0 = TP("crossings", 0)
+    broker = InMemoryBroker({p0: transit(0, 0, "A") + transit(0, 2, "B") + transit(0, 4, "C")})
+    broker.fetch_size = 2
+    producer = Producer()
+    loop, processor = loop_over(broker, producer, max_records=500)
+    sizes: list[int] = []
+    real_process = processor.process
+
+    async def sizing(messages: Sequence[Message]) -> Any:
+        sizes.append(len(messages))
+        return await real_process(messages)
+
+    processor.process = sizing  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        producer.gate = asyncio.Event()
+        await loop.poll()
+        await producer.sending.wait()  # A's flag waits for its acknowledgement...
+        await loop.poll()  # ...while B
+        await loop.poll()  # and C are fetched
+        producer.gate.set()
+        await loop.close()
+
+    asyncio.run(scenario())
+    assert sizes == [2, 4]
+    assert broker.commits == [{p0: 6}]
+
+
+def test_partitions_of_one_lane_share_sub_batches_and_keep_their_own_offsets() -> None:
+    p0, p1, p2 = TP("crossings", 0), TP("crossings", 1), TP("crossings", 2)
+    broker = InMemoryBroker(
+        {p0: transit(0, 0, "A"), p1: transit(1, 0, "B"), p2: transit(2, 0, "C")}
+    )
+    loop, processor = loop_over(broker, Producer(), lanes=2)
+    partitions_per_sub_batch: list[list[int]] = []
+    real_process = processor.process
+
+    async def recording(messages: Sequence[Message]) -> Any:
+        partitions_per_sub_batch.append(sorted({m.partition for m in messages}))
+        return await real_process(messages)
+
+    processor.process = recording  # type: ignore[method-assign]
+    asyncio.run(step(loop))
+    assert sorted(partitions_per_sub_batch) == [[0, 2], [1]]  # lanes 0 % 2 and 2 % 2 share
+    assert broker.commits == [{p0: 2, p1: 2, p2: 2}]

@@ -11,7 +11,6 @@ from typing import Any
 
 import orjson
 import pytest
-from builders import crossing_doc
 
 import bordermon.cli.flags as flags_command
 import bordermon.cli.publish as publish_command
@@ -35,88 +34,8 @@ from bordermon.scanner.publisher import (
     ScannerPublisher,
     TopicNotFound,
 )
-
-# --- a fake producer ----------------------------------------------------------------------------
-
-
-class _FakeError:
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    def str(self) -> str:
-        return self.text
-
-
-class _FakeMessage:
-    def __init__(self, key: bytes | None, offset: int) -> None:
-        self._key, self._offset = key, offset
-
-    def key(self) -> bytes | None:
-        return self._key
-
-    def partition(self) -> int:
-        return 0
-
-    def offset(self) -> int:
-        return self._offset
-
-
-class FakeProducer:
-    """Records what is produced; answers every queued message on the next poll (only on flush
-    when `lazy`), with an error for the values listed in `fail`."""
-
-    def __init__(
-        self, *, buffer_errors: int = 0, fail: frozenset[bytes] = frozenset(), lazy: bool = False
-    ) -> None:
-        self.lazy = lazy
-        self.produced: list[tuple[str, bytes | None, bytes]] = []
-        self.headers: list[list[tuple[str, Any]] | None] = []  # per produced message
-        self.queue: list[tuple[bytes | None, bytes, Callable[..., None]]] = []
-        self.buffer_errors = buffer_errors
-        self.fail = fail
-        self.polls: list[float] = []
-
-    def produce(
-        self,
-        topic: str,
-        *,
-        value: bytes,
-        key: bytes | None,
-        on_delivery: Callable[..., None],
-        headers: list[tuple[str, Any]] | None = None,
-    ) -> None:
-        if self.buffer_errors:
-            self.buffer_errors -= 1
-            raise BufferError("Local: Queue full")
-        self.produced.append((topic, key, value))
-        self.headers.append(headers)
-        self.queue.append((key, value, on_delivery))
-
-    def poll(self, timeout: float) -> int:
-        self.polls.append(timeout)
-        return 0 if self.lazy else self._answer()
-
-    def _answer(self) -> int:
-        answered, self.queue = self.queue, []
-        for offset, (key, value, callback) in enumerate(answered):
-            error = _FakeError("Broker: Message too large") if value in self.fail else None
-            callback(error, _FakeMessage(key, offset))
-        return len(answered)
-
-    def flush(self, timeout: float) -> int:
-        self._answer()
-        return 0
-
-    def list_topics(self, topic: str | None = None, timeout: float = -1) -> Any:
-        raise NotImplementedError
-
-    def __len__(self) -> int:
-        return len(self.queue)
-
-
-def event_bytes(**fields: Any) -> bytes:
-    return orjson.dumps(crossing_doc(**fields))
-
+from support.builders import crossing_doc, crossing_line
+from support.fakes import FakeProducer
 
 # --- reading lines ------------------------------------------------------------------------------
 
@@ -139,7 +58,7 @@ def test_iter_lines_keeps_inner_bytes_untouched() -> None:
 def test_publish_sends_the_original_bytes_keyed_by_consignment_id() -> None:
     fake = FakeProducer()
     publisher = ScannerPublisher(topic="t", producer=fake)
-    raw = b'{ "extra": [1, 2],  ' + event_bytes(consignment_id="CONS-\u00e9")[1:]
+    raw = b'{ "extra": [1, 2],  ' + crossing_line(consignment_id="CONS-\u00e9")[1:]
     event = publisher.publish(raw)
     assert event.consignment_id == "CONS-\u00e9"
     assert fake.produced == [("t", "CONS-\u00e9".encode(), raw)]
@@ -172,7 +91,7 @@ def test_publish_of_an_invalid_event_raises_and_sends_nothing() -> None:
 def test_publish_accepts_bytes_like_values_and_refuses_text() -> None:
     fake = FakeProducer()
     publisher = ScannerPublisher(topic="t", producer=fake)
-    raw = event_bytes()
+    raw = crossing_line()
     publisher.publish(bytearray(raw))  # type: ignore[arg-type]
     assert fake.produced == [("t", b"CONS-1", raw)]
     with pytest.raises(TypeError, match="mapping or JSON bytes"):
@@ -207,17 +126,17 @@ def test_publish_raw_sends_untouched_and_keys_when_it_can(value: bytes, key: byt
 def test_a_full_local_queue_is_drained_by_polling_then_the_event_is_sent() -> None:
     fake = FakeProducer(buffer_errors=3)
     publisher = ScannerPublisher(producer=fake)
-    publisher.publish(event_bytes())
+    publisher.publish(crossing_line())
     assert len(fake.produced) == 1
     assert fake.polls[:3] == [0.1, 0.1, 0.1]
 
 
 def test_deliveries_are_counted_and_failures_grouped_by_reason() -> None:
-    bad = event_bytes(event_id="ev-bad")
+    bad = crossing_line(event_id="ev-bad")
     fake = FakeProducer(fail=frozenset({bad}))
     outcomes: list[Delivery] = []
     publisher = ScannerPublisher(producer=fake, on_delivery=outcomes.append)
-    publisher.publish(event_bytes(event_id="ev-1"))
+    publisher.publish(crossing_line(event_id="ev-1"))
     publisher.publish(bad)
     publisher.publish_raw(b"junk")
     report = publisher.flush(5)
@@ -231,7 +150,7 @@ def test_deliveries_are_counted_and_failures_grouped_by_reason() -> None:
 
 def test_leaving_the_with_block_flushes() -> None:
     with ScannerPublisher(producer=FakeProducer(lazy=True)) as publisher:
-        publisher.publish(event_bytes())
+        publisher.publish(crossing_line())
         assert publisher.report().pending == 1
     report = publisher.report()
     assert (report.acknowledged, report.pending) == (1, 0)

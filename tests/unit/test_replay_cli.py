@@ -12,10 +12,10 @@ from pathlib import Path
 
 import orjson
 import pytest
-from builders import crossing_doc
 
 from bordermon.cli import main
 from bordermon.jsonl import InputError, iter_lines
+from support.builders import crossing_doc
 
 
 def jsonl(*docs: object) -> bytes:

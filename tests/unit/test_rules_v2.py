@@ -7,7 +7,6 @@ from typing import Any
 
 import orjson
 import pytest
-from builders import CHPL, entry, exit_, run_both_stages
 
 from bordermon.core import DetectionConfig, Flag
 from bordermon.core.config import DAY_NS
@@ -15,6 +14,7 @@ from bordermon.core.flag import flag_id_for
 from bordermon.core.link import ENTRY_MEMORY, LinkState, apply_link
 from bordermon.core.rules import ALL_RULES, CONSIGNMENT_RULES, RULE_NAMES, SIGHTING_SOURCES
 from bordermon.core.sighting import LinkSighting, Sighting
+from support.builders import CHPL, entry, exit_, run_both_stages
 
 RELABEL = DetectionConfig(watchlist=CHPL, rules=frozenset({"relabel-to-ru"}))
 EXPORT = DetectionConfig(watchlist=CHPL, rules=frozenset({"export-without-permit"}))

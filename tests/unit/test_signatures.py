@@ -9,13 +9,10 @@ import stat
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
-from builders import crossing_doc
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.rsa import generate_private_key
-from test_publisher_unit import FakeProducer
 
 from bordermon.cli import main
 from bordermon.core import DetectionConfig, load_watchlist, parse_crossing
@@ -36,6 +33,8 @@ from bordermon.core.signatures import (
 )
 from bordermon.scanner.publisher import ScannerPublisher
 from bordermon.settings import Settings, SettingsError
+from support.builders import crossing_doc, crossing_line
+from support.fakes import FakeProducer
 
 KEY = Ed25519PrivateKey.generate()
 OTHER_KEY = Ed25519PrivateKey.generate()
@@ -51,7 +50,8 @@ CONFIG = DetectionConfig(watchlist=load_watchlist(["builtin:chpl"]))
 
 
 def payload(**fields: Any) -> bytes:
-    return orjson.dumps(crossing_doc(**fields))
+    """The bytes a scanner signs: a crossing line."""
+    return crossing_line(**fields)
 
 
 def check(

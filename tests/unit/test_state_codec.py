@@ -13,7 +13,6 @@ from collections.abc import Callable
 
 import msgspec
 import pytest
-from builders import CHPL, TRANSIT_ONLY, entry, exit_
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from msgspec.msgpack import Ext
@@ -28,6 +27,7 @@ from bordermon.core.state import (
     fingerprint,
 )
 from bordermon.core.timestamps import parse_instant
+from support.builders import CHPL, TRANSIT_ONLY, entry, exit_
 
 # --- frozen values of earlier versions --------------------------------------------------------
 

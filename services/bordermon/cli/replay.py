@@ -4,29 +4,86 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 
 import orjson
 
-from bordermon.cli.common import add_settings_options, load_settings, open_input, open_output
+from bordermon.cli.common import (
+    CommandError,
+    add_settings_options,
+    load_settings,
+    open_input,
+    open_output,
+)
 from bordermon.core.flag import Flag
-from bordermon.core.pipeline import Accepted, Reject, Tally
+from bordermon.core.pipeline import Reject, Tally
+from bordermon.parallel_replay import ReplayJobFailed, replay_parallel, usable_cpus
 from bordermon.progress import Progress
-from bordermon.replay import ReplayResult, replay
+from bordermon.replay import ReplayResult
 from bordermon.settings import Settings
 
 HELP = "run detection in-process over JSONL (no Kafka, no Redis)"
 DESCRIPTION = (
     "Run detection over JSONL crossing events from FILE or stdin and write flags as"
-    " JSONL to stdout in detection order. Rejected lines are listed on stderr with"
-    " their line number and reason, and a summary follows. Exit 0 when the input was"
-    " read. Signatures are not checked (require_signatures is the worker's): JSONL"
-    " lines carry no Kafka headers, so there is nothing to verify."
+    " JSONL to stdout (or --flags-out) in detection order. Rejected lines are listed on"
+    " stderr with their line number and reason, and a summary follows. Exit 0 when the"
+    " input was read. Signatures are not checked (require_signatures is the worker's):"
+    " JSONL lines carry no Kafka headers, so there is nothing to verify."
 )
+EPILOG = """\
+examples:
+  bordermon replay crossings.jsonl > flags.jsonl
+  bordermon replay crossings.jsonl --flags-out flags.jsonl --jobs 2
+  bordermon replay crossings.jsonl --rejects rejects.jsonl --quiet --metrics run.prom
+  bordermon simulate --consignments 1000 | bordermon replay --rules transit-to-ru
+
+--jobs N splits the work over N processes (consignments and link keys each belong to one);
+the output is the same for every N: the same flags in the same order (only detected_at, the
+wall clock, differs), the same rejects and summary counts. A regular FILE is read by every
+process; stdin is read once and copied to them.
+
+Memory: every consignment's and link key's state is kept until the end of the input (no
+expiry: a pair months apart in the file is still found). It grows with the distinct
+consignments and link keys, not with the number of lines: about 3 KB per consignment, its
+link keys included, with simulated traffic (1.5 GiB for 1M lines and 542,000 consignments;
+about 12% more with --jobs 2, shared out between the processes). Split a file larger than
+memory by time, or use the stream worker, whose Redis states expire (state_ttl).
+"""
+
+
+def _jobs(text: str) -> int:
+    try:
+        jobs = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= jobs <= MAX_JOBS:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_JOBS}")
+    return jobs
+
+
+MAX_JOBS = 64
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
+    # The examples keep their lines; the description, now raw too, is wrapped here.
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.description = textwrap.fill(DESCRIPTION, width=92)
+    parser.epilog = EPILOG
     parser.add_argument(
         "file", nargs="?", default="-", metavar="FILE|-", help="JSONL crossing events (default: -)"
+    )
+    parser.add_argument(
+        "--flags-out",
+        metavar="FILE",
+        default="-",
+        help="write the flags as JSONL to FILE (default: -, stdout)",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=_jobs,
+        metavar="N",
+        help="processes to run detection in (default: the usable CPUs, here"
+        f" {usable_cpus()}); 1 runs it in this process. The output does not depend on N",
     )
     parser.add_argument(
         "--rejects",
@@ -57,6 +114,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args)
     config = settings.detection_config()
+    jobs = args.jobs or usable_cpus()
     source = open_input(args.file)
     rejects_file = open_output(args.rejects) if args.rejects else None
     stderr = sys.stderr
@@ -75,43 +133,52 @@ def run(args: argparse.Namespace) -> int:
     def on_batch(tally: Tally) -> None:
         progress.update(tally.read, f"{sum(tally.flags.values()):,} flags")
 
-    on_outcome = None
+    on_flags = None
     if args.metrics:
         # prometheus_client only when --metrics asks for it: replay starts without it.
         from bordermon import metrics  # noqa: PLC0415
 
         metrics_file = open_output(args.metrics)
 
-        def on_outcome(accepted: list[Accepted], flags: list[Flag]) -> None:
-            metrics.record_events(item.event for item in accepted)
-            for flag in flags:
-                metrics.record_flag(flag)
+        def on_flags(flags: list[Flag]) -> None:
+            metrics.record_flags((flag, None) for flag in flags)
 
-    flags_out = open_output("-")
+    flags_out = open_output(args.flags_out)
     try:
-        result = replay(
+        result = replay_parallel(
             source,
             flags_out,
             config,
+            jobs,
             on_reject=on_reject,
             on_batch=on_batch,
-            on_outcome=on_outcome,
+            on_flags=on_flags,
+            count_events=bool(args.metrics),
         )
+    except ReplayJobFailed as error:
+        raise CommandError(str(error)) from None
     finally:
         progress.done()
         if rejects_file is not None:
             rejects_file.close()
     flags_out.flush()
+    if args.flags_out != "-":
+        flags_out.close()
     if args.metrics:
+        # Sorted: the file is then the same whichever job met a label first.
+        for (checkpoint, direction), count in sorted(result.events_by_label.items()):
+            metrics.EVENTS_CONSUMED.labels(metrics.checkpoint_label(checkpoint), direction).inc(
+                count
+            )
         metrics.record_rejects(result.tally.rejected.elements(), dead_lettered=False)
         metrics.EVENTS_DUPLICATE.inc(result.tally.duplicates)
         with metrics_file:
             metrics_file.write(metrics.exposition())
-    stderr.write(summary(result, settings))
+    stderr.write(summary(result, settings, jobs))
     return 0
 
 
-def summary(result: ReplayResult, settings: Settings) -> str:
+def summary(result: ReplayResult, settings: Settings, jobs: int = 1) -> str:
     tally = result.tally
     rate = tally.read / result.seconds if result.seconds > 0 else 0.0
     rejected = ", ".join(f"{reason} {count}" for reason, count in tally.rejected.most_common())
@@ -120,7 +187,8 @@ def summary(result: ReplayResult, settings: Settings) -> str:
     )
     by_rule = ", ".join(f"{rule} {count}" for rule, count in sorted(tally.flags_by_rule.items()))
     lines = [
-        f"replay: {tally.read:,} events read in {result.seconds:.2f} s ({rate:,.0f} events/s)",
+        f"replay: {tally.read:,} events read in {result.seconds:.2f} s ({rate:,.0f} events/s"
+        + (f", {jobs} jobs)" if jobs > 1 else ")"),
         f"  accepted    {tally.accepted:,}",
         f"  duplicates  {tally.duplicates:,}",
         f"  rejected    {tally.rejected_total:,}" + (f" ({rejected})" if rejected else ""),

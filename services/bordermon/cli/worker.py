@@ -42,7 +42,22 @@ WORKER_SETTINGS = (
 )
 
 
+EPILOG = """\
+examples:
+  bordermon worker                               # the local stack, every rule, metrics on :9108
+  bordermon worker --rules transit-to-ru         # one rule: no link stage, no links topic
+  bordermon worker --metrics-port 9109           # a second worker beside the first (same group)
+  bordermon worker --config run/secure/clients/worker.toml     # the secure stack (SASL_SSL, TLS)
+
+Several workers with the same --consumer-group share the partitions; a worker that stops
+(SIGTERM) finishes its batches and commits first. Exit status 70: processing failed for good
+(the log says why); nothing of the failed batch was committed, so a restart reads it again.
+"""
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = EPILOG
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     add_settings_options(parser, *WORKER_SETTINGS)
     parser.add_argument(
         "--log-level",

@@ -7,8 +7,9 @@ The stages and their topics:
 - the links topic (keyed by container / seal / goods batch) -> the link stage: flags of
   `relabel-to-ru`. Only subscribed when that rule is on.
 
-faust runs the application: signals and graceful stop, the producer every record goes out
-through, the timers (lag, state size). It does **not** consume: its per-message stream path
+faust runs the application: signals and graceful stop, the timers (lag, state size), and
+the producer every record goes out through (its aiokafka producer, handed a batch per
+partition by `bordermon.processor.producer`). It does **not** consume: its per-message stream path
 cost three quarters of the worker's CPU (docs/benchmarks.md). `BatchConsumerService`, a faust
 service, reads both topics in batches with one aiokafka consumer in the worker's group and
 drives `bordermon.processor.consumer.ProcessingLoop`, which commits offsets itself, only after
@@ -45,8 +46,9 @@ from bordermon.core.rules import RULE_RELABEL
 from bordermon.core.signatures import ScannerRegistry
 from bordermon.core.state import ConsignmentState
 from bordermon.metrics import CONSIGNMENTS_IN_STATE, CONSUMER_LAG
-from bordermon.processor.batch import BatchProcessor, PoisonLimitExceeded, Record, StageTopics
+from bordermon.processor.batch import BatchProcessor, PoisonLimitExceeded, StageTopics
 from bordermon.processor.consumer import ProcessingLoop, StageBinding
+from bordermon.processor.producer import BatchingProducer
 from bordermon.processor.stages import ConsignmentStage, LinkStage
 from bordermon.settings import Settings
 from bordermon.stores.base import StateStore, StoreUnavailable
@@ -66,28 +68,6 @@ SESSION_TIMEOUT_S = 10.0
 HEARTBEAT_INTERVAL_S = 3.0
 REBALANCE_TIMEOUT_S = 20.0
 STATE_COUNT_INTERVAL_S = 10.0
-
-
-class FaustProducer:
-    """Records through faust's producer, waiting for the broker's acknowledgements."""
-
-    def __init__(self, app: faust.App) -> None:
-        self.app = app
-
-    async def send_all(self, records: Sequence[Record]) -> None:
-        producer = self.app.producer
-        futures = [
-            await producer.send(
-                record.topic,
-                record.key,
-                record.value,
-                None,
-                None if record.timestamp_ms is None else record.timestamp_ms / 1000,
-                record.headers,
-            )
-            for record in records
-        ]
-        await asyncio.gather(*futures)
 
 
 def new_faust_app(
@@ -165,7 +145,9 @@ def create_app(
         broker_credentials=settings.faust_credentials(),
         consume=False,
     )
-    producer = FaustProducer(app)
+    # faust's producer owns the aiokafka producer (faust has no public accessor for it);
+    # records skip faust's per-record path.
+    producer = BatchingProducer(app.producer._ensure_producer)  # type: ignore[attr-defined]
     relabel = RULE_RELABEL in config.rules
     consignments = BatchProcessor(
         ConsignmentStage(config, registry),

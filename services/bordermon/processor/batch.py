@@ -336,10 +336,12 @@ class BatchProcessor(Generic[I, S]):
             await self._save(flagged, revisions, fence, report)
             report.flags.extend(flags)
             triggers = {flag.flag_id: message for flag, message in outcome.flags}
-            for flag in flags:
-                self.recorder.flag(
-                    flag, _scan_to_flag_s(triggers.get(flag.flag_id), acknowledged_ns)
-                )
+            self.recorder.flags(
+                [
+                    (flag, _scan_to_flag_s(triggers.get(flag.flag_id), acknowledged_ns))
+                    for flag in flags
+                ]
+            )
         _add_tally(self.tally, attempt)
         self.recorder.duplicates(attempt.duplicates)
         self.stage.record(items, self.recorder)

@@ -4,7 +4,7 @@ for the metric globals, so what it records is tested like everything else it doe
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import Protocol
 
@@ -24,8 +24,9 @@ class Recorder(Protocol):
 
     def duplicates(self, count: int) -> None: ...
 
-    def flag(self, flag: Flag, scan_to_flag_s: float | None) -> None:
-        """A flag acknowledged by the flags topic, and how long after its scan."""
+    def flags(self, flags: Sequence[tuple[Flag, float | None]]) -> None:
+        """Flags acknowledged by the flags topic (a batch's), each with how long after its
+        scan (None when the scan's time is unknown)."""
 
     def store_unavailable(self) -> None:
         """The state store could not be reached; the batch is retried."""

@@ -1,4 +1,9 @@
-"""Builders of crossing events for unit tests of the pure core."""
+"""THE builders of crossing events, for every tier: unit, contract, integration, chaos.
+
+`crossing_doc(**fields)` is a valid entry CN -> KZ of CHPL goods as a dict; the other builders
+are views of it: `crossing_line` (the bytes a scanner sends), `crossing` (the parsed event),
+`entry` / `exit_` (the two sides of a transit). Keyword arguments replace fields, None
+removes one. `simulated_lines` is the simulator's output, for tests that need volume."""
 
 from __future__ import annotations
 
@@ -24,9 +29,19 @@ from bordermon.core import (
     load_watchlist,
     parse_crossing,
 )
+from bordermon.simulate import SimulationSpec, generate
 
 CHPL = load_watchlist(["builtin:chpl"])
 TRANSIT_ONLY = frozenset({"transit-to-ru"})
+DEFAULT_DETECTION = DetectionConfig(watchlist=CHPL)
+"""The worker's detection settings when none are given: every rule, a 30-day window, CHPL."""
+
+
+def goods_of(*hs_codes: str) -> list[dict[str, Any]]:
+    """`goods`: one line of each HS code, with the value, quantity and unit of the default."""
+    return [
+        {"hs_code": code, "value_usd": 1200.5, "quantity": 10, "unit": "pcs"} for code in hs_codes
+    ]
 
 
 def crossing_doc(**fields: Any) -> dict[str, Any]:
@@ -39,7 +54,7 @@ def crossing_doc(**fields: Any) -> dict[str, Any]:
         "from_country": "CN",
         "to_country": "KZ",
         "observed_at": "2024-03-01T10:00:00Z",
-        "goods": [{"hs_code": "8542.31", "value_usd": 1200.5, "quantity": 10, "unit": "pcs"}],
+        "goods": goods_of("8542.31"),
     }
     for key, value in fields.items():
         if value is None:
@@ -49,8 +64,13 @@ def crossing_doc(**fields: Any) -> dict[str, Any]:
     return doc
 
 
+def crossing_line(**fields: Any) -> bytes:
+    """`crossing_doc(**fields)` as one JSON line, as a scanner publishes it."""
+    return orjson.dumps(crossing_doc(**fields))
+
+
 def crossing(**fields: Any) -> CrossingEvent:
-    return parse_crossing(orjson.dumps(crossing_doc(**fields)))
+    return parse_crossing(crossing_line(**fields))
 
 
 def entry(event_id: str, at: str, origin: str = "CN", **fields: Any) -> CrossingEvent:
@@ -97,3 +117,8 @@ def run_both_stages(
                 k: decode_link_state(encode_link_state(s)) for k, s in link_states.items()
             }
     return raised
+
+
+def simulated_lines(consignments: int, seed: int) -> list[bytes]:
+    """The simulator's crossings (with its duplicates and malformed lines), in arrival order."""
+    return list(generate(SimulationSpec(consignments=consignments, seed=seed)))

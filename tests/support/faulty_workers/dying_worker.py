@@ -4,7 +4,8 @@ that batch's consignment states are saved and its offsets committed. The file na
 `BORDERMON_TEST_DIE_ONCE` records that it died, so a restart runs normally. Planted in this
 test process only; the product has no fault-injection hook.
 
-    BORDERMON_TEST_DIE_ONCE=/tmp/marker python tests/integration/dying_worker.py [options]
+    BORDERMON_TEST_DIE_ONCE=/tmp/marker \
+        python tests/support/faulty_workers/dying_worker.py [options]
 """
 
 from __future__ import annotations

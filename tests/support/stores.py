@@ -1,5 +1,6 @@
-"""Helpers of the state-store contract tests: real states built by the core, and harnesses that
-open each store under test with the back doors the contract needs (raw writes, TTLs, ageing)."""
+"""For the state-store contract (tests/contract): real states built by the core, and harnesses
+that open each store under test with the back doors the contract needs (raw writes, TTLs,
+ageing)."""
 
 from __future__ import annotations
 
@@ -10,21 +11,14 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
-import orjson
 import redis
 import redis.asyncio as aioredis
 
-from bordermon.core import (
-    ConsignmentState,
-    CrossingEvent,
-    DetectionConfig,
-    apply,
-    load_watchlist,
-    parse_crossing,
-)
+from bordermon.core import ConsignmentState, CrossingEvent, apply
 from bordermon.core.state import StateDecodeError
 from bordermon.stores import MemoryStore, RedisStore, StateStore
 from bordermon.stores.base import CorruptStateHandler
+from support.builders import DEFAULT_DETECTION, entry, exit_, goods_of
 
 RUN_ID = uuid.uuid4().hex[:12]
 """This test run's part of every Redis key it writes: `bordermon:test:<run>:<n>:...`."""
@@ -33,46 +27,16 @@ _test_numbers = itertools.count()
 # Event ids as producers write them (UUIDs), so that sizes are realistic.
 ENTRY_ID = "7f0c2a4e-8d1b-4c55-9a7e-3b2f1d0c9e81"
 
-CONFIG = DetectionConfig(watchlist=load_watchlist(["builtin:chpl"]))
 DETECTED_AT_NS = 1_700_000_000_000_000_000
 
 
 # --- real states, built by the core from real events ----------------------------------------
 
 
-def crossing(
-    consignment_id: str,
-    event_id: str,
-    from_country: str,
-    to_country: str,
-    observed_at: str,
-    *,
-    checkpoint: str = "KZ-NUR-ZHOLY",
-    hs_codes: Iterable[str] = ("8542.31",),
-    declared_destination: str | None = None,
-) -> CrossingEvent:
-    doc: dict[str, Any] = {
-        "schema": "crossing/1",
-        "event_id": event_id,
-        "consignment_id": consignment_id,
-        "checkpoint": checkpoint,
-        "from_country": from_country,
-        "to_country": to_country,
-        "observed_at": observed_at,
-        "goods": [
-            {"hs_code": code, "value_usd": 1200.5, "quantity": 10, "unit": "pcs"}
-            for code in hs_codes
-        ],
-    }
-    if declared_destination is not None:
-        doc["declared_destination"] = declared_destination
-    return parse_crossing(orjson.dumps(doc))
-
-
 def state_of(events: Iterable[CrossingEvent]) -> ConsignmentState:
     state: ConsignmentState | None = None
     for event in events:
-        state = apply(state, event, CONFIG, lambda: DETECTED_AT_NS).state
+        state = apply(state, event, DEFAULT_DETECTION, lambda: DETECTED_AT_NS).state
     assert state is not None
     return state
 
@@ -80,24 +44,20 @@ def state_of(events: Iterable[CrossingEvent]) -> ConsignmentState:
 def entry_only(cid: str) -> ConsignmentState:
     """One candidate entry kept, HS codes, a declared destination, one fingerprint."""
     return state_of(
-        [crossing(cid, "ev-entry-1", "CN", "KZ", "2024-03-01T10:00:00Z", declared_destination="RU")]
+        [entry("ev-entry-1", "2024-03-01T10:00:00Z", consignment_id=cid, declared_destination="RU")]
     )
 
 
 def two_entries(cid: str) -> ConsignmentState:
     return state_of(
         [
-            crossing(
-                cid, "7f0c2a4e-8d1b-4c55-9a7e-3b2f1d0c9e81", "CN", "KZ", "2024-03-01T10:00:00Z"
-            ),
-            crossing(
-                cid,
+            entry(ENTRY_ID, "2024-03-01T10:00:00Z", consignment_id=cid),
+            entry(
                 "1d9e6b3a-52c0-4f7e-8a14-6c3d2b1a0f92",
-                "CN",
-                "KZ",
                 "2024-03-02T10:00:00Z",
+                consignment_id=cid,
                 checkpoint="KZ-KHORGOS",
-                hs_codes=("8542.31", "8517.62"),
+                goods=goods_of("8542.31", "8517.62"),
             ),
         ]
     )
@@ -105,26 +65,19 @@ def two_entries(cid: str) -> ConsignmentState:
 
 def exit_only(cid: str) -> ConsignmentState:
     """One candidate exit kept (its entry has not arrived yet)."""
-    return state_of(
-        [crossing(cid, "ev-exit-1", "KZ", "RU", "2024-03-05T10:00:00Z", checkpoint="KZ-TASKALA")]
-    )
+    return state_of([exit_("ev-exit-1", "2024-03-05T10:00:00Z", consignment_id=cid)])
 
 
 def flagged_pending(cid: str) -> ConsignmentState:
     """Entry + exit within the window: flagged, the flag pending, entries/exits dropped."""
     state = state_of(
         [
-            crossing(
-                cid, "7f0c2a4e-8d1b-4c55-9a7e-3b2f1d0c9e81", "CN", "KZ", "2024-03-01T10:00:00Z"
-            ),
-            crossing(
-                cid,
+            entry(ENTRY_ID, "2024-03-01T10:00:00Z", consignment_id=cid),
+            exit_(
                 "0c66a7dc-0cc7-4ef0-bb1a-deff1d13af0d",
-                "KZ",
-                "RU",
                 "2024-03-05T10:00:00Z",
-                checkpoint="KZ-TASKALA",
-                hs_codes=("8542.31", "8471.30"),
+                consignment_id=cid,
+                goods=goods_of("8542.31", "8471.30"),
             ),
         ]
     )

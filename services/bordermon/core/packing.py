@@ -9,10 +9,10 @@ value round-trips and the compact forms only decide the size:
 - an `event_id` that is a lowercase UUID (what scanners send) is its 16 raw bytes, else the
   text in a list of one;
 - a `checkpoint` of the frozen table `CHECKPOINTS` is its index, else text;
-- `observed_at` with its instant is whole seconds since the epoch and how the scanner wrote
-  them: an offset code (`T`, no fraction), or `[offset code, "T" or "t" and the fraction as
-  written]`, when the text is one `unpack_time` writes back character for character; else
-  the instant in nanoseconds and the text;
+- `observed_at` with its instant is two integers, whole seconds since the epoch and a
+  `detail` that says how the scanner wrote it (offset, fraction digits, `T`/`t`), when the
+  text is one `unpack_time` writes back character for character; else the text and the
+  instant;
 - HS codes (6-10 digits) are packed two digits a byte (`f` between codes), else text;
 - a rule name of `RULES` is its index, else text.
 
@@ -85,27 +85,20 @@ _NANOS = 1_000_000_000
 _ZONE_TEXT = ("Z", "z", *(f"{s}{q // 4:02d}:{q % 4 * 15:02d}" for q in range(96) for s in "+-"))
 _ZONE_OFFSET = (0, 0, *(sign * q * 900 for q in range(96) for sign in (1, -1)))
 _ZONE_CODE = {text: code for code, text in enumerate(_ZONE_TEXT)}
-_ZoneCode = Annotated[int, msgspec.Meta(ge=0, lt=len(_ZONE_TEXT))]
-
-
-class Layout(msgspec.Struct, array_like=True, forbid_unknown_fields=True, frozen=True):
-    """How a compact time is written when not with `T` and whole seconds: its zone, then `T`
-    or `t` and the fraction as written (`"T.250"`). (A Struct, not a tuple: msgspec 0.23
-    crashes in the garbage collector on a union of a constrained int and a tuple.)"""
-
-    zone_code: _ZoneCode
-    separator_and_fraction: Annotated[str, msgspec.Meta(pattern=r"^[Tt](?:\.[0-9]{1,9})?$")]
+_ZONES = len(_ZONE_TEXT)
+_FRACTION_DIGITS = 10  # 0 (no fraction) to 9
+_Detail = Annotated[int, msgspec.Meta(ge=0)]
 
 
 PackedSighting = tuple[
-    _Uuid | _OtherId, _CheckpointIndex | str, _TwoCodes | _TwoTexts, int, _ZoneCode | Layout | str
+    _Uuid | _OtherId, _CheckpointIndex | str, _TwoCodes | _TwoTexts, int, _Detail | str
 ]
-"""A `Sighting` as stored: `(event_id, checkpoint, countries, when, layout)`.
+"""A `Sighting` as stored: `(event_id, checkpoint, countries, when, detail)`.
 
 `countries` is `from_country + to_country` when both are two characters long (always, for a
-validated crossing), else `[from_country, to_country]`. `layout` is a zone code or a
-`Layout` when the time is compact (`when` in whole seconds), else the `observed_at` text
-(`when` in nanoseconds).
+validated crossing), else `[from_country, to_country]`. `detail` is an int when the time is
+compact (`when` in whole seconds): how the text is written (`unpack_time`); else the
+`observed_at` text (`when` in nanoseconds).
 """
 
 
@@ -165,47 +158,52 @@ _DATES: dict[int, str] = {}
 _DATES_MAX = 100_000
 
 
-def pack_time(observed_at: str, instant_ns: int) -> tuple[int, int | Layout | str]:
-    """`(seconds, layout)` when `unpack_time` gives `observed_at` and `instant_ns` back
+def pack_time(observed_at: str, instant_ns: int) -> tuple[int, int | str]:
+    """`(seconds, detail)` when `unpack_time` gives `observed_at` and `instant_ns` back
     exactly, else `(instant_ns, observed_at)`. The common case (whole seconds, `T`, an offset
-    of at most 15:45 or `Z`) has a layout below 128: one msgpack byte.
+    of at most 15:45 or `Z`) has a detail below 128: one msgpack byte.
 
     The text is read only as far as its layout (zone, separator, fraction); the text written
     back from the instant is then compared with it, and only an identical text is packed: a
     leap second (:60), an impossible date or an instant that is not the text's stay as text.
     (`pack_sightings` tries the common case first, without this.)
     """
-    layout = _layout_of(observed_at)
+    detail = _detail_of(observed_at)
     seconds = instant_ns // _NANOS
-    if layout is None or unpack_time(seconds, layout) != (observed_at, instant_ns):
+    if detail is None or unpack_time(seconds, detail) != (observed_at, instant_ns):
         return instant_ns, observed_at
-    return seconds, layout.zone_code if layout.separator_and_fraction == "T" else layout
+    return seconds, detail
 
 
-def _layout_of(observed_at: str) -> Layout | None:
-    """The `Layout` of `observed_at`: its zone, separator and fraction, if it has them."""
+def _detail_of(observed_at: str) -> int | None:
+    """The detail of `observed_at`'s layout (zone, separator, fraction), if it has one."""
     zone = observed_at[-1:] if observed_at[-1:] in ("Z", "z") else observed_at[-6:]
     zone_code = _ZONE_CODE.get(zone)
     separator = observed_at[_DATE_LENGTH : _DATE_LENGTH + 1]
-    fraction = observed_at[_SECONDS_END : -len(zone)]  # '.' and its digits, if any
-    digits = fraction[1:]
+    fraction = observed_at[_SECONDS_END + 1 : -len(zone)]  # after the '.', if any
     if zone_code is None or separator not in ("T", "t"):
         return None
-    if fraction and not (
-        fraction[0] == "." and 1 <= len(digits) <= 9 and digits.isascii() and digits.isdecimal()
-    ):
+    if len(fraction) > 9 or (fraction and not (fraction.isascii() and fraction.isdecimal())):
         return None
-    return Layout(zone_code, separator + fraction)
+    lowercase = separator == "t"
+    return zone_code + _ZONES * (lowercase + 2 * (len(fraction) + 10 * int(fraction or 0)))
 
 
-def unpack_time(seconds: int, layout: int | Layout) -> tuple[str, int]:
-    """The `observed_at` text and the instant in nanoseconds of a compact time."""
-    if isinstance(layout, int):  # whole seconds and 'T', nearly every scan
-        return _time_text(seconds, layout), seconds * _NANOS
-    separator, fraction = layout.separator_and_fraction[:1], layout.separator_and_fraction[1:]
-    nanos = int(fraction[1:].ljust(9, "0")) if fraction else 0
-    text = _time_text(seconds, layout.zone_code, separator, fraction)
-    return text, seconds * _NANOS + nanos
+def unpack_time(seconds: int, detail: int) -> tuple[str, int]:
+    """The `observed_at` text and the instant in nanoseconds of a compact time: the zone is
+    `detail % _ZONES`; the rest says `t` (odd) or `T`, then the fraction's digits (0 to 9)
+    and its value. Any detail of at least 0 gives a text (the decoder checks that much)."""
+    if detail < _ZONES:  # whole seconds and 'T', nearly every scan
+        return _time_text(seconds, detail), seconds * _NANOS
+    zone_code, rest = detail % _ZONES, detail // _ZONES
+    digits, fraction_value = (rest >> 1) % _FRACTION_DIGITS, (rest >> 1) // _FRACTION_DIGITS
+    text = _time_text(
+        seconds,
+        zone_code,
+        "t" if rest & 1 else "T",
+        f".{fraction_value:0{digits}d}" if digits else "",
+    )
+    return text, seconds * _NANOS + fraction_value * 10 ** (9 - digits)
 
 
 def _time_text(seconds: int, zone_code: int, separator: str = "T", fraction: str = "") -> str:
@@ -255,11 +253,11 @@ def pack_sightings(sightings: Iterable[Sighting]) -> list[PackedSighting]:
             else None
         )
         when: int
-        layout: int | Layout | str
+        detail: int | str
         if zone_code is not None and observed_at == _time_text(seconds, zone_code):
-            when, layout = seconds, zone_code
+            when, detail = seconds, zone_code
         else:
-            when, layout = pack_time(observed_at, instant_ns)
+            when, detail = pack_time(observed_at, instant_ns)
         packed.append(
             (
                 pack_event_id(event_id),
@@ -270,7 +268,7 @@ def pack_sightings(sightings: Iterable[Sighting]) -> list[PackedSighting]:
                     else [from_country, to_country]
                 ),
                 when,
-                layout,
+                detail,
             )
         )
     return packed
@@ -281,22 +279,24 @@ def unpack_sightings(packed: Iterable[PackedSighting]) -> list[Sighting]:
     the ranges and lengths `PackedSighting` says) unpack, and exactly. The hot path of using
     kept crossings: written out in one loop, a call only for an uncommon time."""
     sightings: list[Sighting] = []
-    for packed_id, checkpoint, countries, when, layout in packed:
+    for packed_id, checkpoint, countries, when, detail in packed:
         if isinstance(packed_id, bytes):
-            h = packed_id.hex()
-            event_id = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+            # 8-4-4-4-12 digits: `hex` writes 4-digit groups, and the first and last two
+            # hyphens go (C calls, no slices: a slice costs as much as a call here).
+            event_id = "".join(packed_id.hex("-", 2).replace("-", "", 1).rsplit("-", 2))
         else:
             event_id = packed_id[0]
         if isinstance(countries, str):
-            from_country, to_country = countries[:2], countries[2:]
+            pair = _COUNTRY_PAIRS.get(countries) or _country_pair(countries)
+            from_country, to_country = pair
         else:
             from_country, to_country = countries
-        if isinstance(layout, int):  # whole seconds and 'T', nearly every scan
-            observed_at, instant_ns = _time_text(when, layout), when * _NANOS
-        elif isinstance(layout, str):
-            observed_at, instant_ns = layout, when
+        if isinstance(detail, str):
+            observed_at, instant_ns = detail, when
+        elif detail < _ZONES:  # whole seconds and 'T', nearly every scan
+            observed_at, instant_ns = _time_text(when, detail), when * _NANOS
         else:
-            observed_at, instant_ns = unpack_time(when, layout)
+            observed_at, instant_ns = unpack_time(when, detail)
         # `tuple.__new__` is what `Sighting(...)` runs, without its Python-level `__new__`.
         sightings.append(
             _new_tuple(
@@ -315,6 +315,17 @@ def unpack_sightings(packed: Iterable[PackedSighting]) -> list[Sighting]:
 
 
 _new_tuple = tuple.__new__
+# The two codes of packed country pairs already met (a few dozen): a look-up, not two slices,
+# and one string of each code shared by every crossing. Bounded.
+_COUNTRY_PAIRS: dict[str, tuple[str, str]] = {}
+_COUNTRY_PAIRS_MAX = 10_000
+
+
+def _country_pair(countries: str) -> tuple[str, str]:
+    pair = countries[:2], countries[2:]
+    if len(_COUNTRY_PAIRS) < _COUNTRY_PAIRS_MAX:
+        _COUNTRY_PAIRS[countries] = pair
+    return pair
 
 
 def pack_flag(flag: Flag) -> tuple[object, ...]:

@@ -23,8 +23,10 @@ sightings that the link stage (`bordermon.core.link`) decides on. What is kept, 
 
 Stored form (`encode_state` / `decode_state`): format 2, binary (a version byte, msgpack of
 positional fields packed by `bordermon.core.packing`, a CRC-32 tied to the consignment id); a
-two-event consignment is ~85 bytes. Format 1, the JSON earlier versions wrote (~330 bytes),
-is still read. docs/design.md, "Consignment state", says why.
+two-event consignment is ~100 bytes. A state read leaves its kept crossings packed until they
+are used (`ConsignmentState`), and is written back as read where unchanged. Format 1, the
+JSON earlier versions wrote (~330 bytes), is still read. docs/design.md, "Consignment state",
+says why.
 """
 
 from __future__ import annotations
@@ -326,7 +328,9 @@ class _PackedState(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
     """Format 2 of a consignment state: a msgpack array, empty fields at the end left out.
 
     The consignment id is not in it (the key holds it; the checksum ties the value to it).
-    `seen` is the fingerprint ring as raw bytes, 8 per fingerprint, oldest first. A field
+    `seen` is the fingerprint ring, oldest first: a list of 8-byte strings, or one string of
+    them all when longer than `_LISTED_FINGERPRINTS`. The types say every range and length a
+    part may have (`packing.PackedSighting`): what the decoder lets through unpacks. A field
     more than these is refused, not skipped: adding one is a new format version, and a reader
     that dropped it would lose it on its next save.
     """

@@ -152,7 +152,7 @@ def read_to_end(bootstrap: str, topic: str, timeout: float = 30.0) -> list[Messa
         ends: dict[int, int] = {}
         starts = []
         for partition in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            low, high = watermarks(consumer, TopicPartition(topic, partition))
             if high > low:
                 ends[partition] = high
                 starts.append(TopicPartition(topic, partition, low))
@@ -192,10 +192,7 @@ def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
     try:
         metadata = consumer.list_topics(topic, timeout=15)
         partitions = sorted(metadata.topics[topic].partitions)
-        return {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=15)[1]
-            for p in partitions
-        }
+        return {p: watermarks(consumer, TopicPartition(topic, p))[1] for p in partitions}
     finally:
         consumer.close()
 
@@ -209,3 +206,27 @@ def committed_offsets(bootstrap: str, topic: str, group: str) -> dict[int, int]:
         return {tp.partition: tp.offset for tp in got}
     finally:
         consumer.close()
+
+
+def watermarks(consumer: Consumer, partition: TopicPartition, patience_s: float = 20.0) -> Any:
+    """The partition's (low, high) offsets. Right after a topic is created (or the broker
+    restarted) the broker can answer "not leader for partition" for a moment: retried, as a
+    client would, until `patience_s` has passed."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            return consumer.get_watermark_offsets(partition, timeout=10)
+        except KafkaException as error:
+            code = error.args[0].code()
+            passing = error.args[0].retriable() or code in _LEADERSHIP_MOVING
+            if not passing or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+_LEADERSHIP_MOVING = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError._TIMED_OUT,
+}

@@ -70,9 +70,6 @@ class InMemoryBroker:
         assert set(offsets) <= self.assigned, "committed a partition it does not own"
         self.commits.append(dict(offsets))
 
-    def assignment(self) -> set[TP]:
-        return set(self.assigned)
-
     def committed_offsets(self) -> dict[TP, int]:
         merged: dict[TP, int] = {}
         for commit in self.commits:

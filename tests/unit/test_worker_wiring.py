@@ -112,9 +112,6 @@ def test_a_processing_failure_stops_the_worker_with_nothing_committed(
         async def commit(self, offsets: Any = None) -> None:
             self.commits.append(offsets)
 
-        def assignment(self) -> set[TP]:
-            return {TP("crossings", 0)}
-
     class Refusing:
         async def process(self, messages: list[Message]) -> None:
             raise PoisonLimitExceeded("too many failures")

@@ -72,8 +72,6 @@ class Source(Protocol):
 
     async def commit(self, offsets: Any = None) -> None: ...
 
-    def assignment(self) -> Any: ...
-
 
 def to_message(record: Any) -> Message:
     """A fetched Kafka record (aiokafka's `ConsumerRecord`) as the core's `Message`.

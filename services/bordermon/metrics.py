@@ -33,6 +33,7 @@ from bordermon import __version__
 from bordermon.core.countries import ASSIGNED_ALPHA2
 from bordermon.core.crossing import CrossingEvent, Direction
 from bordermon.core.flag import Flag
+from bordermon.core.watchlist import Severity
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # before any metric: no *_created
 
@@ -40,7 +41,8 @@ RULES = ("transit-to-ru", "relabel-to-ru", "export-without-permit")
 """The detection rules of SPEC §4, the values of the `rule` label."""
 RULES_WITH_ENTRY = ("transit-to-ru", "relabel-to-ru")
 """The rules whose flags report an entry, hence an origin and a dwell time."""
-SEVERITIES = ("high", "medium", "low")
+SEVERITIES = tuple(severity.label for severity in sorted(Severity, reverse=True))
+"""The values of the `severity` label, worst first."""
 VALIDATION_REASONS = (
     "invalid_json",
     "not_an_object",
@@ -259,7 +261,7 @@ def record_flags(flags: Iterable[tuple[Flag, float | None]]) -> None:
     dwells: dict[str, list[float]] = {}
     latencies: dict[str, list[float]] = {}
     for flag, scan_to_flag_s in flags:
-        by_rule_severity[(flag.rule, flag.severity)] += 1
+        by_rule_severity[(flag.rule, flag.severity.label)] += 1
         if flag.entry is not None:
             by_origin[flag.entry.from_country] += 1
         by_chapter.update({hs_chapter(code) for code in flag.hs_codes})

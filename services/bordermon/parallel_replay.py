@@ -282,7 +282,7 @@ class _JobRun:
         for number, value in chunk:  # every line of the input: keep this loop lean
             size += len(value)
             if consignment_owner(value, jobs, config) == index:
-                mine.append(Message(value, None, False, number))
+                mine.append(Message(value, line=number))
         self.bytes_read += size + len(chunk)
         self.bytes_at_batch_end[batch] = self.bytes_read
         accepted, rejects = validate_batch(mine, job.config, self.tally)
@@ -294,7 +294,7 @@ class _JobRun:
         own: list[_Tagged] = []
         outgoing: list[list[_SightingRow]] = [[] for _ in range(jobs)]
         for item in accepted:
-            line = item.message.position
+            line = item.message.line
             # One event at a time, so that each flag and sighting is known to be this line's.
             outcome = apply_batch((item,), self.states, config, self.tally, job.clock)
             for rank, (flag, _) in enumerate(outcome.flags):
@@ -310,7 +310,7 @@ class _JobRun:
                 for state in outcome.touched.values():
                     state.pending.clear()
         reported: list[_RejectRow] = [
-            (reject.message.position, reject.reason, reject.detail, reject.message.value)
+            (reject.message.line, reject.reason, reject.detail, reject.message.value)
             for reject in rejects
         ]
         job.results.send(("consignments", batch, self.tally, reported, flags))
@@ -517,7 +517,7 @@ class _Merger:
         for line, reason, detail, raw in heapq.merge(*parts.rejects):
             self.rejected[reason] += 1
             if self.on_reject is not None:
-                self.on_reject(Reject(Message(value=raw, position=line), reason, detail))
+                self.on_reject(Reject(Message(value=raw, line=line), reason, detail))
         flags = [
             *heapq.merge(*parts.consignment_flags, key=_sort_key),
             *heapq.merge(*parts.link_flags, key=_sort_key),

@@ -60,9 +60,9 @@ class ReplayResult:
 
 
 def _messages(source: IO[bytes], blank: list[int]) -> Iterator[Message]:
-    """One message per non-blank line; `position` is the 1-based line number."""
+    """One message per non-blank line, with its 1-based line number."""
     for number, value in iter_lines(source, blank):
-        yield Message(value=value, position=number)
+        yield Message(value=value, line=number)
 
 
 def replay(

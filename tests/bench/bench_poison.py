@@ -63,7 +63,9 @@ def batch_of(size: int, poison: set[int]) -> list[Message]:
         exit_ = {**base, "event_id": f"x{n}", "permit_id": "P-1"}
         exit_.update(from_country="KZ", to_country="RU", observed_at="2024-03-03T00:00:00Z")
         for offset, doc in ((2 * n, entry), (2 * n + 1, exit_)):
-            messages.append(Message(orjson.dumps(doc), cid.encode(), True, offset, n % 6))
+            messages.append(
+                Message(orjson.dumps(doc), cid.encode(), True, partition=n % 6, offset=offset)
+            )
     return messages
 
 

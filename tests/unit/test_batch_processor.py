@@ -76,7 +76,7 @@ class Sinks:
 class Dead(NamedTuple):
     """A dead letter: the source offset and its headers."""
 
-    position: int
+    offset: int
     headers: dict[str, bytes]
 
     @property
@@ -139,7 +139,7 @@ def message(offset: int, key: str | None = "A", **fields: object) -> Message:
         value=orjson.dumps(doc),
         key=None if key is None else key.encode(),
         check_key=True,
-        position=offset,
+        offset=offset,
         partition=2,
         timestamp_ms=1_700_000_000_000,
     )
@@ -151,7 +151,7 @@ def scenario() -> list[Message]:
             0, event_id="x1", from_country="KZ", to_country="RU", observed_at="2024-03-03T00:00:00Z"
         ),
         message(1, event_id="e1", observed_at="2024-03-01T00:00:00Z"),
-        Message(value=b"{oops", key=b"A", check_key=True, position=2, partition=2),
+        Message(value=b"{oops", key=b"A", check_key=True, offset=2, partition=2),
         message(3, key="B", event_id="e2"),
         message(4, event_id="e1", observed_at="2024-03-01T00:00:00Z"),
     ]
@@ -163,7 +163,7 @@ def test_batch_dead_letters_flags_and_state() -> None:
     recorder = RecordingRecorder()
     processor = processor_for(store, sinks, clock=lambda: 0, recorder=recorder)
     report = asyncio.run(processor.process(scenario()))
-    assert [(r.position, r.reason) for r in sinks.dead] == [
+    assert [(r.offset, r.reason) for r in sinks.dead] == [
         (2, "invalid_json"),
         (3, "key_mismatch"),
     ]
@@ -209,7 +209,7 @@ def test_crash_before_the_flag_is_acknowledged_resends_the_same_flag() -> None:
 
 
 def test_dead_letter_headers_follow_the_spec() -> None:
-    reject = Reject(Message(b"{oops", b"A", True, position=41, partition=3), "invalid_json", "x")
+    reject = Reject(Message(b"{oops", b"A", True, offset=41, partition=3), "invalid_json", "x")
     headers = dict(dead_letter_headers(reject, "bordermon.crossings"))
     assert headers == {
         "error": b"invalid_json",
@@ -238,7 +238,7 @@ def test_a_validator_bug_dead_letters_the_message_and_the_batch_goes_on(
     processor = processor_for(store, sinks, clock=lambda: 0)
     batch = [message(0, event_id="boom"), *scenario()]
     asyncio.run(processor.process(batch))
-    assert (sinks.dead[0].position, sinks.dead[0].reason) == (0, "internal_error")
+    assert (sinks.dead[0].offset, sinks.dead[0].reason) == (0, "internal_error")
     assert [f["consignment_id"] for f in sinks.flags] == ["A"]
 
 
@@ -285,7 +285,7 @@ def message_for(cid: str, offset: int, **fields: object) -> Message:
         orjson.dumps(crossing_doc(consignment_id=cid, **fields)),
         cid.encode(),
         True,
-        position=offset,
+        offset=offset,
         partition=offset % 3,
     )
 
@@ -300,7 +300,7 @@ def test_a_poison_message_is_dead_lettered_and_the_rest_of_the_batch_applied(
     batch = consignment_batch(40, poison_at={7, 30})
     report = asyncio.run(processor.process(batch))
 
-    assert [(d.position, d.reason) for d in sinks.dead] == [
+    assert [(d.offset, d.reason) for d in sinks.dead] == [
         (14, "internal_error"),
         (60, "internal_error"),
     ]
@@ -364,7 +364,7 @@ def test_a_store_outage_retries_the_state_phase_only(monkeypatch: pytest.MonkeyP
     assert len(recorder.named("store_unavailable")) == 3
     assert len(recorder.named("rejects")) == 1 and len(recorder.named("flag")) == 1
     # Dead letters once, counts once, although the state phase ran four times.
-    assert [r.position for r in sinks.dead] == [2, 3]
+    assert [r.offset for r in sinks.dead] == [2, 3]
     assert [f["consignment_id"] for f in sinks.flags] == ["A"]
     tally = processor.tally
     assert (tally.read, tally.accepted, tally.duplicates, tally.rejected_total) == (5, 2, 1, 2)
@@ -465,7 +465,7 @@ def relabel_scenario() -> list[Message]:
 
 def as_link_messages(records: Sequence[Record]) -> list[Message]:
     return [
-        Message(r.value, r.key, True, position=n, partition=0, timestamp_ms=r.timestamp_ms)
+        Message(r.value, r.key, True, offset=n, partition=0, timestamp_ms=r.timestamp_ms)
         for n, r in enumerate(records)
         if r.topic == TOPICS.forward
     ]
@@ -525,9 +525,9 @@ def test_an_unreadable_link_record_is_dead_lettered_and_the_rest_applied() -> No
     sinks = Sinks(store)
     asyncio.run(processor_for(store, sinks, ALL_RULES).process(relabel_scenario()))
     good = as_link_messages(sinks.records)
-    bad = Message(b"[1, 2", b"container:X", True, position=7, partition=0)
+    bad = Message(b"[1, 2", b"container:X", True, offset=7, partition=0)
     link_sinks = Sinks(store)
     asyncio.run(link_processor(links, link_sinks).process([bad, *good]))
-    assert [(d.position, d.reason) for d in link_sinks.dead] == [(7, "internal_error")]
+    assert [(d.offset, d.reason) for d in link_sinks.dead] == [(7, "internal_error")]
     assert link_sinks.dead[0].headers["source_topic"] == b"links"
     assert len(link_sinks.flags) == 1

@@ -12,6 +12,7 @@ from bordermon.core import (
     CrossingEvent,
     DetectionConfig,
     Flag,
+    Severity,
     apply,
     load_watchlist,
 )
@@ -42,7 +43,7 @@ def test_entry_then_exit_within_window_flags(config: DetectionConfig) -> None:
     assert (flag.entry.event_id, flag.exit.event_id) == ("e1", "x1")
     assert flag.dwell_seconds == 4 * 86400
     assert flag.window_seconds == 30 * 86400
-    assert flag.severity == "high"  # 854231 is CHPL tier 1
+    assert flag.severity is Severity.HIGH  # 854231 is CHPL tier 1
     assert flag.reasons == ("chpl:1:854231",)
     assert flag.hs_codes == ("854231",)
     wire = flag.to_dict()
@@ -206,20 +207,17 @@ def test_ties_are_broken_by_event_id_whatever_the_arrival_order(config: Detectio
 @pytest.mark.parametrize(
     ("codes", "severity", "reasons"),
     [
-        (["8542310000"], "high", ["chpl:1:854231"]),  # prefix match
-        (["852691"], "high", ["chpl:2:852691"]),
-        (["847150"], "medium", ["chpl:3.A:847150"]),
-        (["8471.50.10"], "medium", ["chpl:3.A:847150"]),
-        (["940360"], "low", []),  # furniture
-        (["85423"], None, None),  # invalid: not even a crossing
-        (["847150", "854231", "940360"], "high", ["chpl:1:854231", "chpl:3.A:847150"]),
+        (["8542310000"], Severity.HIGH, ["chpl:1:854231"]),  # prefix match
+        (["852691"], Severity.HIGH, ["chpl:2:852691"]),
+        (["847150"], Severity.MEDIUM, ["chpl:3.A:847150"]),
+        (["8471.50.10"], Severity.MEDIUM, ["chpl:3.A:847150"]),
+        (["940360"], Severity.LOW, []),  # furniture
+        (["847150", "854231", "940360"], Severity.HIGH, ["chpl:1:854231", "chpl:3.A:847150"]),
     ],
 )
 def test_severity_from_the_watchlist_by_prefix(
-    config: DetectionConfig, codes: list[str], severity: str | None, reasons: list[str] | None
+    config: DetectionConfig, codes: list[str], severity: Severity, reasons: list[str]
 ) -> None:
-    if severity is None:
-        return
     goods = [{"hs_code": code} for code in codes]
     _, [flag] = run(
         [
@@ -228,7 +226,7 @@ def test_severity_from_the_watchlist_by_prefix(
         ],
         config,
     )
-    assert flag.severity == severity
+    assert flag.severity is severity
     assert list(flag.reasons) == reasons
 
 
@@ -241,7 +239,7 @@ def test_severity_uses_codes_of_every_accepted_event(config: DetectionConfig) ->
         ],
         config,
     )
-    assert flag.severity == "high"
+    assert flag.severity is Severity.HIGH
     assert flag.hs_codes == ("852691", "940360")
 
 
@@ -256,7 +254,7 @@ def test_watchlists_are_configuration(tmp_path: pytest.TempPathFactory) -> None:
         ],
         config,
     )
-    assert (flag.severity, flag.reasons) == ("medium", ("national:4.B:940360",))
+    assert (flag.severity, flag.reasons) == (Severity.MEDIUM, ("national:4.B:940360",))
 
 
 def test_declared_destination_that_differs_is_a_reason(config: DetectionConfig) -> None:

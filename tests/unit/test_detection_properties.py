@@ -13,7 +13,14 @@ from dataclasses import dataclass
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bordermon.core import ConsignmentState, CrossingEvent, DetectionConfig, Direction, apply
+from bordermon.core import (
+    ConsignmentState,
+    CrossingEvent,
+    DetectionConfig,
+    Direction,
+    Severity,
+    apply,
+)
 from bordermon.core.state import decode_state, encode_state
 from bordermon.core.timestamps import parse_instant
 from support.builders import CHPL, crossing
@@ -31,7 +38,7 @@ class Expected:
     arrival_index: int
     entry_id: str
     exit_id: str
-    severity: str
+    severity: Severity
     reasons: tuple[str, ...]
     hs_codes: tuple[str, ...]
 
@@ -104,7 +111,7 @@ def oracle(arrivals: list[CrossingEvent], config: DetectionConfig) -> Expected |
             index,
             latest.event_id,
             first_exit.event_id,
-            severity.label,
+            severity,
             tuple(reasons + [f"declared-destination:{cc}" for cc in declared]),
             tuple(sorted(codes)),
         )

@@ -126,7 +126,7 @@ def row(
         link,
         None if entry is None else (entry.consignment_id, entry.event_id),
         exit_.event_id,
-        severity.label,
+        severity,
         tuple(reasons + extra_reasons),
         tuple(sorted(set(codes))),
     )

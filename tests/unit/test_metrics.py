@@ -10,7 +10,7 @@ from typing import Any, cast
 from prometheus_client import REGISTRY
 
 from bordermon import metrics
-from bordermon.core import DetectionConfig, Flag, apply
+from bordermon.core import DetectionConfig, Flag, Severity, apply
 from support.builders import CHPL, entry, exit_
 
 
@@ -25,7 +25,7 @@ def from_wire(wire: dict[str, Any]) -> Flag:
         flag_id=wire["flag_id"],
         rule=wire["rule"],
         consignment_id=wire["consignment_id"],
-        severity=wire["severity"],
+        severity=Severity.from_label(wire["severity"]),
         reasons=tuple(wire["reasons"]),
         entry=None if entry is None else cast(Any, SimpleNamespace(**entry)),
         exit=cast(Any, SimpleNamespace(**wire["exit"])),
@@ -73,10 +73,12 @@ def test_a_core_transit_flag_is_counted() -> None:
     first = apply(None, entry("e1", "2024-03-01T10:00:00Z"), config)
     # A permit, so that the exit of CHPL goods raises the transit flag alone.
     (flag,) = apply(first.state, exit_("x1", "2024-03-02T10:00:00Z", permit_id="P-1"), config).flags
-    before = value("bordermon_flags_total", rule=flag.rule, severity=flag.severity)
+    before = value("bordermon_flags_total", rule=flag.rule, severity=flag.severity.label)
     dwell = value("bordermon_flag_dwell_seconds_sum", rule=flag.rule)
     metrics.record_flags([(flag, 0.05)])
-    assert value("bordermon_flags_total", rule=flag.rule, severity=flag.severity) == before + 1
+    assert (
+        value("bordermon_flags_total", rule=flag.rule, severity=flag.severity.label) == before + 1
+    )
     assert value("bordermon_flag_dwell_seconds_sum", rule=flag.rule) == dwell + 86_400
 
 

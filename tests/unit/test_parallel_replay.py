@@ -104,7 +104,7 @@ def run(data: bytes, jobs: int, *, path: Path | None = None, **options: Any) -> 
             result = replay_parallel(source, out, CONFIG, jobs, **kwargs)
     return Output(
         out.getvalue(),
-        [(r.message.position, r.reason, r.detail, r.message.value) for r in rejects],
+        [(r.message.line, r.reason, r.detail, r.message.value) for r in rejects],
         flags,
         counts_of(result),
     )

@@ -6,7 +6,7 @@ import io
 
 import orjson
 
-from bordermon.core import DetectionConfig, LinkState
+from bordermon.core import DetectionConfig, LinkState, Severity
 from bordermon.core.pipeline import (
     Message,
     Tally,
@@ -38,7 +38,7 @@ def docs() -> list[dict[str, object]]:
 
 def test_both_batch_steps_in_order() -> None:
     tally = Tally()
-    messages = [Message(orjson.dumps(doc), position=n) for n, doc in enumerate(docs(), 1)]
+    messages = [Message(orjson.dumps(doc), line=n) for n, doc in enumerate(docs(), 1)]
     accepted, _ = validate_batch(messages, CONFIG, tally)
     states: dict[str, ConsignmentState] = {}
     outcome = apply_batch(accepted, states, CONFIG, tally, lambda: 0)
@@ -61,7 +61,7 @@ def test_both_batch_steps_in_order() -> None:
     assert set(links.touched) == {"container:MSCU1234567"}
     assert links.touched["container:MSCU1234567"].pending == [flag]
     assert tally.sightings == 2
-    assert tally.flags == {"high": 2}
+    assert tally.flags == {Severity.HIGH: 2}
     assert tally.flags_by_rule == {"export-without-permit": 1, "relabel-to-ru": 1}
     # Sightings again (a re-read): duplicates, nothing touched, no flag.
     again = apply_link_batch(outcome.sightings, link_states, CONFIG, tally, lambda: 0)

@@ -321,7 +321,7 @@ def test_a_kafka_record_becomes_a_message_whose_key_is_checked() -> None:
         value=kafka_record.value,
         key=b"CONS-1",
         check_key=True,
-        position=41,
+        offset=41,
         partition=3,
         timestamp_ms=1_700_000_000_000,
     )

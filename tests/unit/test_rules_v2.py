@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from bordermon.core import DetectionConfig, Flag
+from bordermon.core import DetectionConfig, Flag, Severity
 from bordermon.core.config import DAY_NS
 from bordermon.core.flag import flag_id_for
 from bordermon.core.link import ENTRY_MEMORY, LinkState, apply_link
@@ -73,11 +73,12 @@ def test_relabel_flag_reports_both_consignments_and_the_link() -> None:
     assert flag.flag_id == expected_id
     assert flag.dwell_seconds == 31 * 86400
     assert flag.window_seconds == 90 * 86400
-    assert flag.severity == "high"
+    assert flag.severity is Severity.HIGH
     assert flag.reasons == ("chpl:1:854231", "declared-destination:KZ")
     wire = flag.to_dict()
     assert wire["schema"] == "flag/2"
     assert wire["entry"]["consignment_id"] == "A" and wire["exit"]["consignment_id"] == "B"
+    assert wire["severity"] == "high"
     assert list(wire) == [
         "schema",
         "flag_id",
@@ -138,7 +139,7 @@ def test_hs6_is_shared_across_code_lengths_and_severity_counts_shared_lines_only
     ]
     [flag] = flags_of(events, RELABEL)
     assert flag.hs_codes == ("854231", "8542310000")
-    assert flag.severity == "high" and flag.reasons == ("chpl:1:854231",)
+    assert flag.severity is Severity.HIGH and flag.reasons == ("chpl:1:854231",)
 
 
 def test_two_link_keys_give_two_flags() -> None:
@@ -271,7 +272,7 @@ def test_controlled_goods_leaving_without_a_permit_flag_without_an_entry() -> No
     assert flag.flag_id == hashlib.sha256(b"export-without-permit\nCONS-1").hexdigest()[:32]
     assert flag.entry is None and flag.dwell_seconds is None and flag.window_seconds is None
     assert flag.link is None and flag.linked_consignment_id is None
-    assert flag.severity == "high"
+    assert flag.severity is Severity.HIGH
     assert flag.reasons == ("chpl:2:852691", "export-control:2:852691", "declared-destination:KG")
     assert flag.hs_codes == ("852691", "940360")
     wire = flag.to_dict()

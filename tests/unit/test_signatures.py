@@ -197,7 +197,7 @@ def test_the_payload_scanner_id_must_be_the_signer_when_present() -> None:
 
 
 def kafka_message(value: bytes, key: bytes, headers: list[tuple[str, bytes]]) -> Message:
-    return Message(value, key, True, position=1, partition=0, headers=tuple(headers))
+    return Message(value, key, True, partition=0, offset=1, headers=tuple(headers))
 
 
 def test_validate_checks_the_payload_then_the_key_then_the_signature() -> None:
@@ -218,7 +218,7 @@ def test_without_a_verifier_signatures_are_not_looked_at() -> None:
     value = payload()
     forged = sign_headers(value, "forger", OTHER_KEY)
     assert isinstance(validate(kafka_message(value, b"CONS-1", forged), CONFIG), Accepted)
-    assert isinstance(validate(Message(value, position=1), CONFIG), Accepted)  # replay's lines
+    assert isinstance(validate(Message(value, line=1), CONFIG), Accepted)  # replay's lines
 
 
 def test_validate_batch_counts_signature_rejects_by_reason() -> None:

@@ -17,7 +17,15 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from msgspec.msgpack import Ext
 
-from bordermon.core import DetectionConfig, Flag, Sighting, apply, decode_state, encode_state
+from bordermon.core import (
+    DetectionConfig,
+    Flag,
+    Severity,
+    Sighting,
+    apply,
+    decode_state,
+    encode_state,
+)
 from bordermon.core.packing import CHECKPOINTS, RULES, pack_time, unpack_time
 from bordermon.core.state import (
     STATE_VERSION,
@@ -134,7 +142,7 @@ def test_a_json_state_with_a_pending_flag_v1_decodes_to_the_state_it_held() -> N
         flag_id="b8abfc323b9be710d41716e0b1771900",
         rule="transit-to-ru",
         consignment_id=cid,
-        severity="high",
+        severity=Severity.HIGH,
         reasons=("chpl:1:854231", "chpl:3.A:847150", "declared-destination:KG"),
         entry=entry_,
         exit=exit_ru,
@@ -178,7 +186,7 @@ def test_a_json_state_with_pending_flags_v2_decodes_to_the_state_it_held() -> No
         "2024-11-20T17:40:12.5Z",
         1732124412500000000,
     )
-    common = {"consignment_id": cid, "severity": "high", "exit": exit_ru, "link": None}
+    common = {"consignment_id": cid, "severity": Severity.HIGH, "exit": exit_ru, "link": None}
     transit = Flag(
         flag_id="8f24e57cdbaba6ef554eed869d90adb1",
         rule="transit-to-ru",
@@ -476,6 +484,19 @@ def test_unreadable_state_raises_a_clear_error(raw: bytes, says: str) -> None:
         decode_state(raw, "x")
 
 
+def test_a_pending_flag_of_unknown_severity_is_refused_in_either_format() -> None:
+    cid = "CN-SZX-88231"
+    as_json = JSON_WITH_PENDING_FLAGS_V2.replace(b'"high"', b'"critical"', 1)
+    with pytest.raises(StateDecodeError, match="unknown severity 'critical'"):
+        decode_state(as_json, cid)
+    packed = encode_state(decode_state(JSON_WITH_PENDING_FLAGS_V2, cid))
+    body = packed[1:-4]
+    high, huge = msgspec.msgpack.encode("high"), msgspec.msgpack.encode("huge")
+    assert body.count(high) == 2  # the two pending flags
+    with pytest.raises(StateDecodeError, match="'huge'"):
+        decode_state(_sealed(body.replace(high, huge, 1), cid), cid)
+
+
 def test_a_state_stored_under_another_consignment_is_refused() -> None:
     for raw in (encode_state(TWO_EVENTS_KEPT), JSON_TWO_EVENTS_KEPT):
         with pytest.raises(StateDecodeError, match=r"another consignment|belongs to"):
@@ -535,7 +556,7 @@ def _flags(draw: st.DrawFn) -> Flag:
         flag_id=draw(_TEXT),
         rule=draw(st.one_of(st.sampled_from(RULES), _TEXT)),
         consignment_id=draw(_TEXT),
-        severity=draw(_TEXT),
+        severity=draw(st.sampled_from(Severity)),
         reasons=tuple(draw(st.lists(_TEXT, max_size=3))),
         entry=draw(st.one_of(st.none(), _sightings())),
         exit=draw(_sightings()),

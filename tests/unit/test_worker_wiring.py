@@ -84,7 +84,7 @@ def test_lag_is_measured_from_what_was_processed_and_lost_partitions_are_dropped
     gauge = Gauge("test_lag_messages", "lag", ["topic", "partition"], registry=registry)
     report = LagReport("crossings", gauge)
     p0, p1, other = TP("crossings", 0), TP("crossings", 1), TP("links", 0)
-    report.processed([Message(b"", position=6, partition=0), Message(b"", position=4, partition=0)])
+    report.processed([Message(b"", offset=6, partition=0), Message(b"", offset=4, partition=0)])
     consumer = FakeConsumer([p0, p1, other], {p0: 10, p1: 5, other: 99}, {p1: 3, p0: 0})
     asyncio.run(report.update(consumer))
     # p0: processed up to offset 6, so 7 is next: 10 - 7. p1: nothing processed yet, the

@@ -17,6 +17,7 @@ from bordermon.cli.common import (
 )
 from bordermon.core.flag import Flag
 from bordermon.core.pipeline import Reject, Tally
+from bordermon.core.watchlist import Severity
 from bordermon.parallel_replay import ReplayJobFailed, replay_parallel, usable_cpus
 from bordermon.progress import Progress
 from bordermon.replay import ReplayResult
@@ -120,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     stderr = sys.stderr
 
     def on_reject(reject: Reject) -> None:
-        line = reject.message.position
+        line = reject.message.line
         if not args.quiet:
             stderr.write(f"line {line}: {reject.reason}: {reject.detail}\n")
         if rejects_file is not None:
@@ -183,7 +184,9 @@ def summary(result: ReplayResult, settings: Settings, jobs: int = 1) -> str:
     rate = tally.read / result.seconds if result.seconds > 0 else 0.0
     rejected = ", ".join(f"{reason} {count}" for reason, count in tally.rejected.most_common())
     severities = ", ".join(
-        f"{sev} {tally.flags[sev]}" for sev in ("high", "medium", "low") if tally.flags[sev]
+        f"{severity.label} {tally.flags[severity]}"
+        for severity in sorted(Severity, reverse=True)
+        if tally.flags[severity]
     )
     by_rule = ", ".join(f"{rule} {count}" for rule, count in sorted(tally.flags_by_rule.items()))
     lines = [

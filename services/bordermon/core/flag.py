@@ -15,6 +15,7 @@ import orjson
 
 from bordermon.core.sighting import Sighting
 from bordermon.core.timestamps import format_utc, seconds_between
+from bordermon.core.watchlist import Severity
 
 SCHEMA_ID = "flag/2"
 
@@ -34,7 +35,7 @@ class Flag(NamedTuple):
     flag_id: str
     rule: str
     consignment_id: str
-    severity: str
+    severity: Severity
     reasons: tuple[str, ...]
     entry: Sighting | None
     exit: Sighting
@@ -51,7 +52,7 @@ class Flag(NamedTuple):
         *,
         rule: str,
         consignment_id: str,
-        severity: str,
+        severity: Severity,
         reasons: Iterable[str],
         entry: Sighting | None,
         exit_: Sighting,
@@ -91,7 +92,7 @@ class Flag(NamedTuple):
             "flag_id": self.flag_id,
             "rule": self.rule,
             "consignment_id": self.consignment_id,
-            "severity": self.severity,
+            "severity": self.severity.label,
             "reasons": list(self.reasons),
             "entry": (
                 None if self.entry is None else self.entry.to_public(self.entry_consignment_id)
@@ -124,7 +125,7 @@ class Flag(NamedTuple):
             flag_id=record["flag_id"],
             rule=record["rule"],
             consignment_id=record["consignment_id"],
-            severity=record["severity"],
+            severity=Severity.from_label(record["severity"]),
             reasons=tuple(record["reasons"]),
             entry=None if entry_row is None else Sighting.from_row(entry_row),
             exit=Sighting.from_row(record["exit"]),

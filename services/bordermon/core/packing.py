@@ -27,12 +27,13 @@ stored index must keep naming the same thing). Changing one means a new format v
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
 from bordermon.core.flag import Flag
 from bordermon.core.sighting import Sighting
+from bordermon.core.watchlist import Severity
 
 CHECKPOINTS = (
     # Kazakhstan's checkpoints as listed in core/data/checkpoints.csv when format 2 was made.
@@ -108,7 +109,7 @@ class PackedFlag(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
     flag_id: str
     rule: PackedRule
     consignment_id: str
-    severity: str
+    severity: Literal["low", "medium", "high"]
     reasons: list[str]
     entry: PackedSighting | None
     exit: PackedSighting
@@ -335,7 +336,7 @@ def pack_flag(flag: Flag) -> tuple[object, ...]:
         flag.flag_id,
         _RULE_INDEX.get(flag.rule, flag.rule),
         flag.consignment_id,
-        flag.severity,
+        flag.severity.label,
         list(flag.reasons),
         None if flag.entry is None else crossings[0],
         crossings[-1],
@@ -356,7 +357,7 @@ def unpack_flag(packed: PackedFlag) -> Flag:
         packed.flag_id,
         RULES[packed.rule] if isinstance(packed.rule, int) else packed.rule,
         packed.consignment_id,
-        packed.severity,
+        Severity.from_label(packed.severity),
         tuple(packed.reasons),
         None if packed.entry is None else crossings[0],
         crossings[-1],

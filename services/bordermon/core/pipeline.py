@@ -29,20 +29,22 @@ from bordermon.core.link import LinkState, apply_link
 from bordermon.core.sighting import LinkSighting
 from bordermon.core.signatures import ScannerRegistry, check_signature
 from bordermon.core.state import ConsignmentState, apply
+from bordermon.core.watchlist import Severity
 
 
 class Message(NamedTuple):
     """One input message. `key` is checked against the payload only when `check_key` is set
-    (Kafka input); JSONL lines in replay have no key. `position` is where it came from (a
-    line number, or a Kafka offset in `partition`) for reject reports and dead letters.
-    `headers` are the Kafka headers (the scan's signature, `core.signatures`); replay's lines
-    have none."""
+    (Kafka input); JSONL lines in replay have no key. Where it came from, for reject reports
+    and dead letters: a Kafka record's `partition` and `offset`, or a JSONL file's `line`
+    (1-based), never both. `headers` are the Kafka headers (the scan's signature,
+    `core.signatures`); replay's lines have none."""
 
     value: bytes
     key: bytes | None = None
     check_key: bool = False
-    position: int = 0
     partition: int = -1
+    offset: int = -1
+    line: int = 0
     timestamp_ms: int | None = None
     headers: tuple[tuple[str, bytes], ...] = ()
 
@@ -66,7 +68,7 @@ class Tally:
     accepted: int = 0
     duplicates: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
-    flags: Counter[str] = field(default_factory=Counter)  # by severity
+    flags: Counter[Severity] = field(default_factory=Counter)  # by severity
     flags_by_rule: Counter[str] = field(default_factory=Counter)
     sightings: int = 0  # link sightings emitted by the consignment stage
 

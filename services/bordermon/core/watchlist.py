@@ -27,7 +27,16 @@ class Severity(enum.IntEnum):
 
     @property
     def label(self) -> str:
+        """The wire form (SPEC §5): `low`, `medium` or `high`."""
         return self.name.lower()
+
+    @classmethod
+    def from_label(cls, label: str) -> Severity:
+        """The severity a wire label names; `ValueError` for any other text."""
+        for severity in cls:
+            if severity.label == label:
+                return severity
+        raise ValueError(f"unknown severity {label!r} (expected low, medium or high)")
 
 
 # SPEC §4: tiers 1 and 2 are high, the rest of the CHPL is medium.

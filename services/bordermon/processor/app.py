@@ -317,8 +317,8 @@ class LagReport:
 
     def processed(self, messages: Sequence[Message]) -> None:
         for message in messages:
-            if message.position >= self.next_offsets.get(message.partition, 0):
-                self.next_offsets[message.partition] = message.position + 1
+            if message.offset >= self.next_offsets.get(message.partition, 0):
+                self.next_offsets[message.partition] = message.offset + 1
 
     async def update(self, consumer: Any) -> None:
         assigned = {tp.partition: tp for tp in consumer.assignment() if tp.topic == self.topic}

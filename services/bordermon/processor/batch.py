@@ -265,7 +265,7 @@ class BatchProcessor(Generic[I, S]):
         log.error(
             "poison message at partition %d offset %d dead-lettered as %s (%s)",
             item.message.partition,
-            item.message.position,
+            item.message.offset,
             INTERNAL_ERROR,
             detail,
             exc_info=error,

@@ -88,8 +88,8 @@ def to_message(record: Any) -> Message:
         value=record.value if record.value is not None else b"",
         key=record.key,
         check_key=True,
-        position=record.offset,
         partition=record.partition,
+        offset=record.offset,
         timestamp_ms=int(timestamp) if timestamp is not None and timestamp >= 0 else None,
         headers=tuple((name, value or b"") for name, value in headers),
     )

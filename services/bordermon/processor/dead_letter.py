@@ -15,5 +15,5 @@ def dead_letter_headers(reject: Reject, source_topic: str) -> list[tuple[str, by
         ("detail", reject.detail.encode("utf-8", errors="replace")[:MAX_DETAIL_BYTES]),
         ("source_topic", source_topic.encode()),
         ("source_partition", str(message.partition).encode()),
-        ("source_offset", str(message.position).encode()),
+        ("source_offset", str(message.offset).encode()),
     ]

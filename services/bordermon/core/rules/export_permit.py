@@ -39,7 +39,7 @@ def detect(
     return Flag.build(
         rule=NAME,
         consignment_id=state.consignment_id,
-        severity=severity.label,
+        severity=severity,
         reasons=reasons + controls + declared_destination_reasons(state.declared, exit_),
         entry=None,
         exit_=exit_,

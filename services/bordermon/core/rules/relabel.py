@@ -79,7 +79,7 @@ def build_flag(
     return Flag.build(
         rule=NAME,
         consignment_id=exit_.consignment_id,
-        severity=severity.label,
+        severity=severity,
         reasons=reasons + declared_destination_reasons(declared, exit_.sighting),
         entry=entry.sighting,
         exit_=exit_.sighting,

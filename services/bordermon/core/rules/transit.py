@@ -78,7 +78,7 @@ def detect(
     return Flag.build(
         rule=NAME,
         consignment_id=state.consignment_id,
-        severity=severity.label,
+        severity=severity,
         reasons=reasons + declared_destination_reasons(state.declared, exit_),
         entry=entry,
         exit_=exit_,

@@ -39,8 +39,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 REPO = Path(__file__).resolve().parents[2]
 SERVICES = REPO / "services"
@@ -51,6 +53,7 @@ if str(SERVICES) not in sys.path:
 from machine import describe_machine  # noqa: E402
 
 SEED = 1
+Key = TypeVar("Key")
 ALL_RULES = "all"
 TRANSIT_ONLY = "transit-to-ru"
 NO_LINK_STAGE = "transit-to-ru,export-without-permit"
@@ -243,6 +246,14 @@ def orjson_loop(path: Path) -> tuple[int, float, float]:
     return lines, time.perf_counter() - started, time.process_time() - cpu_started
 
 
+def cpu_micros_per_event(groups: Mapping[Key, list[ReplayRun]]) -> dict[Key, float]:
+    """CPU µs per event read, over all the runs of each group."""
+    return {
+        key: sum(r.cpu for r in runs) / sum(r.read for r in runs) * 1e6
+        for key, runs in groups.items()
+    }
+
+
 def load_text() -> str:
     return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
@@ -302,10 +313,7 @@ def measure_jobs(path: Path, repeat: int, jobs: int, profile: bool) -> None:
                 flush=True,
             )
     best = {count: max(r.rate for r in results) for count, results in runs.items()}
-    cpu_per_event = {
-        count: sum(r.cpu for r in results) / sum(r.read for r in results) * 1e6
-        for count, results in runs.items()
-    }
+    cpu_per_event = cpu_micros_per_event(runs)
     flags = {r.flags for results in runs.values() for r in results}
     print(
         f"\nbest events/s: jobs 1 {best[1]:,.0f}, jobs {jobs} {best[jobs]:,.0f}"
@@ -366,10 +374,7 @@ def measure_rule_sets(path: Path, repeat: int) -> None:
                 flush=True,
             )
     wall = {rules: sum(r.wall for r in runs) for rules, runs in totals.items()}
-    cpu = {
-        rules: sum(r.cpu for r in runs) / sum(r.read for r in runs) * 1e6
-        for rules, runs in totals.items()
-    }
+    cpu = cpu_micros_per_event(totals)
     print(
         f"\nevents/s, all rules / transit-to-ru only = {wall[TRANSIT_ONLY] / wall[ALL_RULES]:.2f};"
         f" {rule_costs(cpu)}."

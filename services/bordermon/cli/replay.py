@@ -47,7 +47,7 @@ Memory: every consignment's and link key's state is kept until the end of the in
 expiry: a pair months apart in the file is still found). It grows with the distinct
 consignments and link keys, not with the number of lines: about 3 KB per consignment, its
 link keys included, with simulated traffic (1.5 GiB for 1M lines and 542,000 consignments;
-about 12% more with --jobs 2, shared out between the processes). Split a file larger than
+about 13% more in all with --jobs 2, shared out between the processes). Split a file larger than
 memory by time, or use the stream worker, whose Redis states expire (state_ttl).
 """
 

@@ -92,6 +92,7 @@ FLAGS_BY_HS_CHAPTER = total(metrics.FLAGS_BY_HS_CHAPTER)
 DEAD_LETTERS = total(metrics.DEAD_LETTERS)
 STORE_ERRORS = total(metrics.STORE_ERRORS)
 SAVES_REFUSED = total(metrics.SAVES_REFUSED)
+STATES_QUARANTINED = total(metrics.STATES_QUARANTINED)
 FLAG_DWELL_BUCKET = bucket(metrics.FLAG_DWELL)
 SCAN_TO_FLAG_BUCKET = bucket(metrics.SCAN_TO_FLAG)
 REDIS_ROUND_TRIP_BUCKET = bucket(metrics.REDIS_ROUND_TRIP)
@@ -798,7 +799,7 @@ def pipeline_health() -> dashboard_builders.Dashboard:
             .icon_color("red")
             .step("60s")
             .title_format("{{alertname}}")
-            .text_format("{{severity}} {{instance}}{{topic}}{{kind}}")
+            .text_format("{{severity}} {{instance}}{{topic}}{{kind}}{{store}}")
         )
         .with_variable(
             query_variable(
@@ -1087,6 +1088,26 @@ def pipeline_health() -> dashboard_builders.Dashboard:
                 bars=True,
                 targets=queries(
                     (f"60 * sum by (reason) ({per_second(SAVES_REFUSED)})", "{{reason}}")
+                ),
+            ).color_scheme(red())
+        )
+        .with_panel(
+            graph_panel(
+                24,
+                "States quarantined (undecodable)",
+                "Stored states the workers could not decode, per minute, by store"
+                " (`consignment`, `link`): corrupt bytes, or a state format of a newer bordermon"
+                " read by an older worker during a rolling upgrade. Each restarted from empty,"
+                " so a flag may have been missed; the raw bytes are at"
+                " bordermon:state-corrupt:<id> or bordermon:link-corrupt:<link key>"
+                " (BordermonStatesQuarantined).",
+                height=8,
+                width=6,
+                unit="short",
+                axis="per minute",
+                bars=True,
+                targets=queries(
+                    (f"60 * sum by (store) ({per_second(STATES_QUARANTINED)})", "{{store}}")
                 ),
             ).color_scheme(red())
         )

@@ -427,6 +427,7 @@ def test_rules_file_has_the_alerts_operators_need() -> None:
         "BordermonNoCrossings",
         "BordermonHighSeverityFlagSpike",
         "BordermonExportWithoutPermitBurst",
+        "BordermonStatesQuarantined",
     } <= names
     assert len(names) == len(alerts()), "alert names must be unique"
 

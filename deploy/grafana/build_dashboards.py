@@ -92,6 +92,7 @@ FLAGS_BY_HS_CHAPTER = total(metrics.FLAGS_BY_HS_CHAPTER)
 DEAD_LETTERS = total(metrics.DEAD_LETTERS)
 STORE_ERRORS = total(metrics.STORE_ERRORS)
 SAVES_REFUSED = total(metrics.SAVES_REFUSED)
+STATES_QUARANTINED = total(metrics.STATES_QUARANTINED)
 FLAG_DWELL_BUCKET = bucket(metrics.FLAG_DWELL)
 SCAN_TO_FLAG_BUCKET = bucket(metrics.SCAN_TO_FLAG)
 REDIS_ROUND_TRIP_BUCKET = bucket(metrics.REDIS_ROUND_TRIP)
@@ -780,6 +781,22 @@ def pipeline_health() -> dashboard_builders.Dashboard:
     def per_second(series: str) -> str:
         return f"rate({of_instances(series)}[$__rate_interval])"
 
+    def per_minute_bars(
+        panel_id: int, title: str, description: str, counter: str, by: str
+    ) -> timeseries.Panel:
+        """Red bars, 6 wide: how often per minute something went wrong, one series per `by`."""
+        return graph_panel(
+            panel_id,
+            title,
+            description,
+            height=8,
+            width=6,
+            unit="short",
+            axis="per minute",
+            bars=True,
+            targets=queries((f"60 * sum by ({by}) ({per_second(counter)})", "{{" + by + "}}")),
+        ).color_scheme(red())
+
     return (
         bordermon_dashboard(
             "bordermon-pipeline-health",
@@ -798,7 +815,7 @@ def pipeline_health() -> dashboard_builders.Dashboard:
             .icon_color("red")
             .step("60s")
             .title_format("{{alertname}}")
-            .text_format("{{severity}} {{instance}}{{topic}}{{kind}}")
+            .text_format("{{severity}} {{instance}}{{topic}}{{kind}}{{store}}")
         )
         .with_variable(
             query_variable(
@@ -1055,24 +1072,20 @@ def pipeline_health() -> dashboard_builders.Dashboard:
             )
         )
         .with_panel(
-            graph_panel(
+            per_minute_bars(
                 19,
                 "State store errors",
                 "Failed Redis operations per minute, by kind; each is retried, and the batch is"
                 " not committed until it succeeds (BordermonStateStoreErrors).",
-                height=8,
-                width=6,
-                unit="short",
-                axis="per minute",
-                bars=True,
-                targets=queries((f"60 * sum by (kind) ({per_second(STORE_ERRORS)})", "{{kind}}")),
-            ).color_scheme(red())
+                STORE_ERRORS,
+                "kind",
+            )
         )
         .with_row(row(20, "Workers"))
         .with_panel(worker_availability())
         .with_panel(versions_and_configuration())
         .with_panel(
-            graph_panel(
+            per_minute_bars(
                 23,
                 "State saves refused (single writer)",
                 "Saves the state store refused: `fenced` = a worker found its partition claimed"
@@ -1080,15 +1093,23 @@ def pipeline_health() -> dashboard_builders.Dashboard:
                 " rebalances, a few at most); `conflict` = another writer changed a state between"
                 " load and save, the batch was re-applied (expected only when one consignment is"
                 " scanned through differently partitioned producers).",
-                height=8,
-                width=6,
-                unit="short",
-                axis="per minute",
-                bars=True,
-                targets=queries(
-                    (f"60 * sum by (reason) ({per_second(SAVES_REFUSED)})", "{{reason}}")
-                ),
-            ).color_scheme(red())
+                SAVES_REFUSED,
+                "reason",
+            )
+        )
+        .with_panel(
+            per_minute_bars(
+                24,
+                "States quarantined (undecodable)",
+                "Stored states the workers could not decode, per minute, by store"
+                " (`consignment`, `link`): corrupt bytes, or a state format of a newer bordermon"
+                " read by an older worker during a rolling upgrade. Each restarted from empty,"
+                " so a flag may have been missed; the raw bytes are at"
+                " bordermon:state-corrupt:<id> or bordermon:link-corrupt:<link key>"
+                " (BordermonStatesQuarantined).",
+                STATES_QUARANTINED,
+                "store",
+            )
         )
     )
 

@@ -63,6 +63,11 @@ STORE_ERROR_KINDS = ("unavailable",)
 SAVE_REFUSALS = ("fenced", "conflict")
 """Why the state store refused a save (SPEC §6 single writer); not outages."""
 REDIS_OPERATIONS = ("load", "save")
+CONSIGNMENT_STORE = "consignment"
+LINK_STORE = "link"
+STATE_STORES = (CONSIGNMENT_STORE, LINK_STORE)
+"""The worker's two state stores (consignment states, and the link states of relabel-to-ru),
+the values of the `store` label."""
 
 # Scan-to-flag target is sub-second: resolve well below it and show the tail above it.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -166,6 +171,14 @@ SAVES_REFUSED = Counter(
     " since it was read; the batch is re-applied). Not outages.",
     ["reason"],
 )
+STATES_QUARANTINED = Counter(
+    "bordermon_states_quarantined_total",
+    "Stored states the worker could not decode (corrupt bytes, a state format of a newer"
+    " bordermon, a value stored under another key), by store: each was treated as absent, so"
+    " its consignment or link key restarted from empty (a flag may have been missed), and its"
+    " raw bytes were copied to bordermon:state-corrupt:<id> or bordermon:link-corrupt:<link key>.",
+    ["store"],
+)
 BUILD_INFO = Info("bordermon_build", "Version of the running bordermon.")
 CONFIG_INFO = Info("bordermon_config", "Detection configuration in force (no secrets).")
 
@@ -220,6 +233,8 @@ def _precreate() -> None:
         STORE_ERRORS.labels(kind)
     for reason in SAVE_REFUSALS:
         SAVES_REFUSED.labels(reason)
+    for store in STATE_STORES:
+        STATES_QUARANTINED.labels(store)
     for stage in STAGES:
         BATCH_SIZE.labels(stage)
         BATCH_DURATION.labels(stage)
@@ -306,6 +321,9 @@ class PrometheusRecorder:
 
     def save_refused(self, reason: str, count: int = 1) -> None:
         SAVES_REFUSED.labels(reason).inc(count)
+
+    def state_quarantined(self, store: str) -> None:
+        STATES_QUARANTINED.labels(store).inc()
 
     def round_trip(self, operation: str) -> AbstractContextManager[object]:
         return REDIS_ROUND_TRIP.labels(operation).time()

@@ -7,13 +7,18 @@ from typing import Any, cast
 
 import pytest
 import redis.asyncio as aioredis
+from prometheus_client import REGISTRY
 
+from bordermon.cli.worker import open_stores
 from bordermon.core import encode_state
 from bordermon.core.state import encode_state_json
+from bordermon.metrics import CONSIGNMENT_STORE, LINK_STORE, PROMETHEUS
+from bordermon.settings import Settings
 from bordermon.stores import RedisStore, StoreUnavailable
 from bordermon.stores.base import SaveConflict
 from bordermon.stores.redis_store import RedisClient
 from support.stores import (
+    RUN_ID,
     STATE_KINDS,
     RedisHarness,
     entry_only,
@@ -140,6 +145,49 @@ def test_quarantined_copies_expire_too(redis_harness: RedisHarness) -> None:
             )
 
     run(scenario())
+
+
+def quarantined_total(store: str) -> float:
+    return REGISTRY.get_sample_value("bordermon_states_quarantined_total", {"store": store}) or 0.0
+
+
+def test_the_worker_stores_count_each_quarantined_state_under_their_own_store(
+    redis_test_url: str,
+) -> None:
+    """`bordermon worker`'s two stores (consignment and link states, on the worker's own key
+    prefixes) each count what they quarantine in bordermon_states_quarantined_total{store}."""
+    consignment, link = f"QUARANTINED-{RUN_ID}", f"container:QUARANTINED-{RUN_ID}"
+    counted: list[dict[str, float]] = []
+
+    def count() -> None:
+        counted.append(
+            {label: quarantined_total(label) for label in (CONSIGNMENT_STORE, LINK_STORE)}
+        )
+
+    async def scenario() -> None:
+        store, link_store = open_stores(Settings(redis_url=redis_test_url), PROMETHEUS)
+        client: aioredis.Redis[bytes] = aioredis.Redis.from_url(redis_test_url)
+        written = [store.key(consignment), store.quarantine_key(consignment)]
+        written += [link_store.key(link), link_store.quarantine_key(link)]
+        try:
+            await client.set(store.key(consignment), b"not a state", ex=TTL)
+            await client.set(link_store.key(link), b"not a link state", ex=TTL)
+            count()
+            assert await store.load([consignment]) == {}
+            count()
+            assert await link_store.load([link]) == {}
+            count()
+            assert await client.get(link_store.quarantine_key(link)) == b"not a link state"
+        finally:
+            await client.delete(*written)
+            await client.aclose()  # type: ignore[attr-defined,unused-ignore]
+            await store.close()
+            await link_store.close()
+
+    run(scenario())
+    before, after_consignment, after_link = counted
+    assert after_consignment == {**before, CONSIGNMENT_STORE: before[CONSIGNMENT_STORE] + 1}
+    assert after_link == {**after_consignment, LINK_STORE: before[LINK_STORE] + 1}
 
 
 def test_two_event_consignment_value_fits_a_128_byte_allocation(

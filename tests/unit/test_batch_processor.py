@@ -119,6 +119,9 @@ class RecordingRecorder:
     def save_refused(self, reason: str, count: int = 1) -> None:
         self.calls.append(("save_refused", reason, count))
 
+    def state_quarantined(self, store: str) -> None:
+        self.calls.append(("state_quarantined", store))
+
     def round_trip(self, operation: str) -> Any:
         self.calls.append(("round_trip", operation))
         return contextlib.nullcontext()

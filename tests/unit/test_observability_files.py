@@ -385,6 +385,14 @@ def test_no_created_series(fresh_exposition: dict[str, list[dict[str, str]]]) ->
     assert not [name for name in fresh_exposition if name.endswith("_created")]
 
 
+def test_quarantined_states_are_counted_per_store_from_start_up(
+    fresh_exposition: dict[str, list[dict[str, str]]],
+) -> None:
+    """The alert's increase() must see the first quarantined state of each store."""
+    series = fresh_exposition["bordermon_states_quarantined_total"]
+    assert sorted(labels["store"] for labels in series) == ["consignment", "link"]
+
+
 @pytest.mark.parametrize(
     "where, expr", [pytest.param(where, expr, id=where) for where, expr in all_exprs()]
 )
@@ -419,6 +427,7 @@ def test_rules_file_has_the_alerts_operators_need() -> None:
         "BordermonNoCrossings",
         "BordermonHighSeverityFlagSpike",
         "BordermonExportWithoutPermitBurst",
+        "BordermonStatesQuarantined",
     } <= names
     assert len(names) == len(alerts()), "alert names must be unique"
 

@@ -11,9 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 import bordermon.cli.worker as worker_command
 from bordermon.cli import main
+from bordermon.core.state import StateDecodeError
+from bordermon.metrics import CONSIGNMENT_STORE, LINK_STORE, PROMETHEUS, STATE_STORES
 
 BAD_REDIS_URLS = [
     "notaurl",
@@ -98,3 +101,22 @@ def test_the_faust_app_leaves_the_working_directory_alone(tmp_path: Path) -> Non
     tabledir = Path(result.stdout.strip())
     assert tabledir.is_relative_to(tempfile.gettempdir())
     assert not tabledir.parent.parent.exists()  # removed at exit
+
+
+def quarantined_by_store() -> dict[str, float]:
+    return {
+        store: REGISTRY.get_sample_value("bordermon_states_quarantined_total", {"store": store})
+        or 0.0
+        for store in STATE_STORES
+    }
+
+
+@pytest.mark.parametrize("store", [CONSIGNMENT_STORE, LINK_STORE])
+def test_a_quarantined_state_is_counted_under_the_store_it_came_from(store: str) -> None:
+    """What the worker passes its stores as `on_corrupt` (open_stores; the stores themselves
+    call it: tests/contract), on the worker's real recorder."""
+    on_corrupt = worker_command.quarantine_counter(PROMETHEUS, store)
+    before = quarantined_by_store()
+    on_corrupt("container:MSCU1234567", StateDecodeError("not a state"))
+    on_corrupt("container:MSCU1234567", StateDecodeError("not a state"))
+    assert quarantined_by_store() == {**before, store: before[store] + 2}

@@ -1,6 +1,7 @@
-"""What the worker's batch step records, as an interface: the processor is handed a recorder
-(`bordermon.metrics.PrometheusRecorder` in the worker, a double in tests) instead of reaching
-for the metric globals, so what it records is tested like everything else it does."""
+"""What the worker records, as an interface: its batch step, and the `on_corrupt` callbacks of
+its state stores (`bordermon.cli.worker`), are handed a recorder (`PrometheusRecorder` of
+`bordermon.metrics` in the worker, a double in tests) instead of reaching for the metric
+globals, so what they record is tested like everything else they do."""
 
 from __future__ import annotations
 
@@ -33,6 +34,10 @@ class Recorder(Protocol):
 
     def save_refused(self, reason: str, count: int = 1) -> None:
         """A save refused by the single-writer checks: `fenced` or `conflict`."""
+
+    def state_quarantined(self, store: str) -> None:
+        """A stored state of `store` (`consignment`, `link`) could not be decoded: it was
+        treated as absent and its raw bytes quarantined."""
 
     def round_trip(self, operation: str) -> AbstractContextManager[object]:
         """Times one store round trip (`load`, `save`)."""

@@ -22,9 +22,11 @@ re-applying an event changes nothing). Redis runs the script in one go (sub-mill
 batch), which other clients notice as little as a pipeline. The keys of one script must live on
 one node: this store targets a single Redis (or a primary with replicas), not Redis Cluster.
 
-Undecodable stored state: treated as absent, logged, reported to `on_corrupt`, and its raw
-bytes copied to `<quarantine prefix><id>` with the same TTL (see `bordermon.stores.base`). That
-copy costs one extra round trip, only in a `load` that found such a value.
+Undecodable stored state: treated as absent, logged, reported to `on_corrupt` (the worker
+counts it in `bordermon_states_quarantined_total{store}`), and its raw bytes copied to
+`<quarantine prefix><id>` with the same TTL (`bordermon:state-corrupt:<id>`, and
+`bordermon:link-corrupt:<link key>` for the link stage; see `bordermon.stores.base`). That copy
+costs one extra round trip, only in a `load` that found such a value.
 """
 
 from __future__ import annotations

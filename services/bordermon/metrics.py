@@ -63,11 +63,12 @@ STORE_ERROR_KINDS = ("unavailable",)
 SAVE_REFUSALS = ("fenced", "conflict")
 """Why the state store refused a save (SPEC §6 single writer); not outages."""
 REDIS_OPERATIONS = ("load", "save")
-CONSIGNMENT_STORE = "consignment"
-LINK_STORE = "link"
+CONSIGNMENT_STORE = "consignments"
+LINK_STORE = "links"
 STATE_STORES = (CONSIGNMENT_STORE, LINK_STORE)
 """The worker's two state stores (consignment states, and the link states of relabel-to-ru),
-the values of the `store` label."""
+the values of the `store` label: named as the stage that owns each (`STAGES`), so a panel
+can set a store's quarantines beside its stage's batches."""
 
 # Scan-to-flag target is sub-second: resolve well below it and show the tail above it.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -114,7 +115,7 @@ DEAD_LETTERS = Counter(
     "Messages written to the dead-letter topic, by reason.",
     ["reason"],
 )
-STAGES = ("consignments", "links")
+STAGES = (CONSIGNMENT_STORE, LINK_STORE)
 """The worker's two stages (bordermon.processor.stages), the values of the `stage` label."""
 BATCH_SIZE = Histogram(
     "bordermon_batch_size",

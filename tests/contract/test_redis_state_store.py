@@ -9,10 +9,10 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
-from bordermon.cli.worker import open_stores
 from bordermon.core import encode_state
 from bordermon.core.state import encode_state_json
 from bordermon.metrics import CONSIGNMENT_STORE, LINK_STORE, PROMETHEUS
+from bordermon.processor.worker import open_stores
 from bordermon.settings import Settings
 from bordermon.stores import RedisStore, StoreUnavailable
 from bordermon.stores.base import SaveConflict

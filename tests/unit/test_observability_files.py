@@ -390,7 +390,7 @@ def test_quarantined_states_are_counted_per_store_from_start_up(
 ) -> None:
     """The alert's increase() must see the first quarantined state of each store."""
     series = fresh_exposition["bordermon_states_quarantined_total"]
-    assert sorted(labels["store"] for labels in series) == ["consignment", "link"]
+    assert sorted(labels["store"] for labels in series) == ["consignments", "links"]
 
 
 @pytest.mark.parametrize(

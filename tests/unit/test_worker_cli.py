@@ -17,6 +17,7 @@ import bordermon.cli.worker as worker_command
 from bordermon.cli import main
 from bordermon.core.state import StateDecodeError
 from bordermon.metrics import CONSIGNMENT_STORE, LINK_STORE, PROMETHEUS, STATE_STORES
+from bordermon.processor.worker import quarantine_counter
 
 BAD_REDIS_URLS = [
     "notaurl",
@@ -115,7 +116,7 @@ def quarantined_by_store() -> dict[str, float]:
 def test_a_quarantined_state_is_counted_under_the_store_it_came_from(store: str) -> None:
     """What the worker passes its stores as `on_corrupt` (open_stores; the stores themselves
     call it: tests/contract), on the worker's real recorder."""
-    on_corrupt = worker_command.quarantine_counter(PROMETHEUS, store)
+    on_corrupt = quarantine_counter(PROMETHEUS, store)
     before = quarantined_by_store()
     on_corrupt("container:MSCU1234567", StateDecodeError("not a state"))
     on_corrupt("container:MSCU1234567", StateDecodeError("not a state"))

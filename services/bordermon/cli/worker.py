@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-from typing import TYPE_CHECKING
 
 from bordermon.cli.common import (
     KAFKA_SECURITY_SETTINGS,
@@ -13,15 +12,7 @@ from bordermon.cli.common import (
     load_settings,
 )
 from bordermon.processor import worker as library
-from bordermon.processor.worker import WorkerSetupError, preflight, serve_metrics
-
-if TYPE_CHECKING:
-    from bordermon.core.link import LinkState
-    from bordermon.core.state import ConsignmentState, StateDecodeError
-    from bordermon.processor.recorder import Recorder
-    from bordermon.settings import Settings
-    from bordermon.stores.base import CorruptStateHandler
-    from bordermon.stores.redis_store import RedisStore
+from bordermon.processor.worker import WorkerSetupError, open_stores, preflight, serve_metrics
 
 HELP = "run a stream processor (faust, state in Redis)"
 DESCRIPTION = library.__doc__
@@ -74,44 +65,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         choices=["debug", "info", "warning", "error"],
         help="log level (default info)",
     )
-
-
-def quarantine_counter(recorder: Recorder, store: str) -> CorruptStateHandler:
-    """The `on_corrupt` of a state store: count each state it quarantines under `store`.
-
-    The store has already logged the key and the error at ERROR; the count is what an operator
-    sees (a panel, the BordermonStatesQuarantined alert), since that key's history is lost."""
-
-    def count(key: str, error: StateDecodeError) -> None:
-        recorder.state_quarantined(store)
-
-    return count
-
-
-def open_stores(
-    settings: Settings, recorder: Recorder
-) -> tuple[RedisStore[ConsignmentState], RedisStore[LinkState]]:
-    """The worker's two Redis stores, consignment states and link states, each counting the
-    states it quarantines under its own `store` label. Nothing connects until first used."""
-    from bordermon.metrics import CONSIGNMENT_STORE, LINK_STORE
-    from bordermon.stores.base import LINKS
-    from bordermon.stores.redis_store import LINK_PREFIX, RedisStore
-
-    store = RedisStore.from_url(
-        settings.redis_url,
-        ttl_seconds=settings.state_ttl_seconds,
-        password=settings.redis_password,
-        on_corrupt=quarantine_counter(recorder, CONSIGNMENT_STORE),
-    )
-    link_store = RedisStore.from_url(
-        settings.redis_url,
-        ttl_seconds=settings.link_state_ttl_seconds,
-        password=settings.redis_password,
-        prefix=LINK_PREFIX,
-        codec=LINKS,
-        on_corrupt=quarantine_counter(recorder, LINK_STORE),
-    )
-    return store, link_store
 
 
 def run(args: argparse.Namespace) -> int:

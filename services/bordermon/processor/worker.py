@@ -24,6 +24,12 @@ from bordermon.settings import Settings, mask_url
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
+    from bordermon.core.link import LinkState
+    from bordermon.core.state import ConsignmentState, StateDecodeError
+    from bordermon.processor.recorder import Recorder
+    from bordermon.stores.base import CorruptStateHandler
+    from bordermon.stores.redis_store import RedisStore
+
 
 class WorkerSetupError(Exception):
     """Something the worker cannot start without (Redis, a topic, its metrics port), with what
@@ -81,3 +87,41 @@ def serve_metrics(port: int, log: logging.Logger) -> WSGIServer:
     host, bound_port = server.server_address[:2]
     log.info("metrics on http://%s:%d/metrics (all interfaces)", host, bound_port)
     return server
+
+
+def quarantine_counter(recorder: Recorder, store: str) -> CorruptStateHandler:
+    """The `on_corrupt` of a state store: count each state it quarantines under `store`.
+
+    The store has already logged the key and the error at ERROR; the count is what an operator
+    sees (a panel, the BordermonStatesQuarantined alert), since that key's history is lost."""
+
+    def count(key: str, error: StateDecodeError) -> None:
+        recorder.state_quarantined(store)
+
+    return count
+
+
+def open_stores(
+    settings: Settings, recorder: Recorder
+) -> tuple[RedisStore[ConsignmentState], RedisStore[LinkState]]:
+    """The worker's two Redis stores, consignment states and link states, each counting the
+    states it quarantines under its own `store` label. Nothing connects until first used."""
+    from bordermon.metrics import CONSIGNMENT_STORE, LINK_STORE
+    from bordermon.stores.base import LINKS
+    from bordermon.stores.redis_store import LINK_PREFIX, RedisStore
+
+    store = RedisStore.from_url(
+        settings.redis_url,
+        ttl_seconds=settings.state_ttl_seconds,
+        password=settings.redis_password,
+        on_corrupt=quarantine_counter(recorder, CONSIGNMENT_STORE),
+    )
+    link_store = RedisStore.from_url(
+        settings.redis_url,
+        ttl_seconds=settings.link_state_ttl_seconds,
+        password=settings.redis_password,
+        prefix=LINK_PREFIX,
+        codec=LINKS,
+        on_corrupt=quarantine_counter(recorder, LINK_STORE),
+    )
+    return store, link_store

@@ -30,7 +30,7 @@ consignment id is not the one it is stored under) is handled the same way by eve
 - it must not be lost silently, so the store logs the consignment id and key at ERROR, calls the
   `on_corrupt(consignment_id, error)` callback if it was given one (the worker's counts it in
   `bordermon_states_quarantined_total{store}`, which the BordermonStatesQuarantined alert
-  watches: `bordermon.cli.worker.open_stores`), and copies the raw bytes to a separate
+  watches: `bordermon.processor.worker.open_stores`), and copies the raw bytes to a separate
   quarantine area, kept for the same TTL, before the worker's next save overwrites the
   original. An operator can inspect or restore it from there.
 """

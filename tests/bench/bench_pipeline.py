@@ -106,6 +106,7 @@ from bench_replay import (  # noqa: E402
 from machine import describe_machine  # noqa: E402
 
 from support.services import REDIS_DB_LOCKS, database_url, locked_test_database  # noqa: E402
+from support.state_memory import slow_consignment_states  # noqa: E402
 from support.workers import WorkerProcess, free_port, worker_env  # noqa: E402
 
 BATCH_MAX = 500  # the worker's defaults (settings batch_max_events / batch_max_wait)
@@ -1218,34 +1219,17 @@ def measure_redis(run: Run, consignments: int, seed: int) -> Row:
     expires tables is in the number; `MEMORY USAGE` of single keys is not."""
     import redis
 
-    from bordermon.core.crossing import parse_crossing
-    from bordermon.core.state import ConsignmentState, apply
     from bordermon.settings import Settings
-    from bordermon.simulate import SimulationSpec, generate
     from bordermon.stores.redis_store import DEFAULT_PREFIX, RedisStore
 
     settings = Settings.load({})
-    config = settings.detection_config()
-    states: dict[str, ConsignmentState] = {}
-    spec = SimulationSpec(
-        consignments=consignments,
-        events=None,
-        seed=seed,
-        mix=(("slow", 1.0),),
-        duplicate_rate=0.0,
-        malformed_rate=0.0,
-    )
-    other_flags = 0
-    for line in generate(spec):
-        event = parse_crossing(line, config.monitored_country)
-        transition = apply(states.get(event.consignment_id), event, config)
-        if any(flag.rule == TRANSIT_ONLY for flag in transition.flags):
-            raise BenchError(f"consignment {event.consignment_id} was flagged")
-        # export-without-permit may flag a slow consignment's exit: its state keeps the rule
-        # in `flagged`, and the flag leaves `pending` once acknowledged, as in the worker.
-        other_flags += len(transition.flags)
-        transition.state.pending.clear()
-        states[event.consignment_id] = transition.state
+    simulated = slow_consignment_states(consignments, seed)
+    if simulated.flags_by_rule[TRANSIT_ONLY]:
+        raise BenchError(f"{simulated.flags_by_rule[TRANSIT_ONLY]} slow consignments were flagged")
+    # export-without-permit may flag a slow consignment's exit: its state keeps the rule in
+    # `flagged`, and the flag left `pending` once acknowledged, as in the worker.
+    other_flags = simulated.flags_by_rule.total()
+    states = {state.consignment_id: state for state in simulated.states}
     in_flight = sum(1 for s in states.values() if s.entries and s.exits)
 
     async def save_all() -> None:

@@ -7,6 +7,7 @@ the cost being (used_memory after - before) / N."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import sys
 import time
 from dataclasses import dataclass
@@ -28,9 +29,17 @@ def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def two_event_states(consignments: int, seed: int = 1) -> list[ConsignmentState]:
-    """States of consignments holding an entry and an exit, both kept, as the worker saves
-    them once the flags they raised (export-without-permit, if any) were acknowledged."""
+@dataclass(frozen=True, slots=True)
+class SimulatedStates:
+    states: list[ConsignmentState]
+    flags_by_rule: collections.Counter[str]
+    """Flags the crossings raised on the way (all acknowledged: none is left pending)."""
+
+
+def slow_consignment_states(consignments: int, seed: int = 1) -> SimulatedStates:
+    """The states the core builds from the simulator's `slow` consignments (entry and exit
+    further apart than the window, so they do not pair), as the worker saves them once the
+    flags they raised (export-without-permit, if any) were acknowledged."""
     config = Settings.load({}).detection_config()
     spec = SimulationSpec(
         consignments=consignments,
@@ -41,12 +50,20 @@ def two_event_states(consignments: int, seed: int = 1) -> list[ConsignmentState]
         malformed_rate=0.0,
     )
     states: dict[str, ConsignmentState] = {}
+    flags_by_rule: collections.Counter[str] = collections.Counter()
     for line in generate(spec):
         event = parse_crossing(line, config.monitored_country)
         transition = apply(states.get(event.consignment_id), event, config)
+        flags_by_rule.update(flag.rule for flag in transition.flags)
         transition.state.pending.clear()  # acknowledged, as in the worker
         states[event.consignment_id] = transition.state
-    kept_both = [s for s in states.values() if s.entries and s.exits and s.accepted == 2]
+    return SimulatedStates(list(states.values()), flags_by_rule)
+
+
+def two_event_states(consignments: int, seed: int = 1) -> list[ConsignmentState]:
+    """`slow_consignment_states`, each holding an entry and an exit, both kept."""
+    states = slow_consignment_states(consignments, seed).states
+    kept_both = [s for s in states if s.entries and s.exits and s.accepted == 2]
     if len(kept_both) != len(states):
         raise SystemExit(f"{len(states) - len(kept_both)} states do not hold two kept events")
     return kept_both

@@ -96,3 +96,31 @@ def test_a_batch_of_flags_is_counted_per_label_set_and_each_latency_observed() -
     assert value("bordermon_flags_by_hs_chapter_total", chapter="84") == chapter + 3
     assert value("bordermon_scan_to_flag_seconds_count", rule=rule) == latency + 1
     assert value("bordermon_flags_by_origin_total", origin="CN") == relabel_origin + 1
+
+
+def test_crossings_at_unknown_checkpoints_share_one_series() -> None:
+    """Scanners may send any checkpoint text: the label stays within the known list plus
+    `other`, so a misconfigured scanner cannot grow Prometheus without bound."""
+    assert "KZ-NUR-ZHOLY" in metrics.KNOWN_CHECKPOINTS
+    known = value("bordermon_events_consumed_total", checkpoint="KZ-NUR-ZHOLY", direction="entry")
+    other = value("bordermon_events_consumed_total", checkpoint="other", direction="entry")
+    metrics.record_events(
+        [
+            entry("e1", "2024-03-01T00:00:00Z", checkpoint="KZ-NUR-ZHOLY"),
+            entry("e2", "2024-03-01T00:00:00Z", checkpoint="Shed 7, night shift"),
+            entry("e3", "2024-03-01T00:00:00Z", checkpoint="KZ-NOT-A-CHECKPOINT"),
+        ]
+    )
+    assert value(
+        "bordermon_events_consumed_total", checkpoint="KZ-NUR-ZHOLY", direction="entry"
+    ) == (known + 1)
+    assert value("bordermon_events_consumed_total", checkpoint="other", direction="entry") == (
+        other + 2
+    )
+    labels = {
+        sample.labels["checkpoint"]
+        for family in REGISTRY.collect()
+        if family.name == "bordermon_events_consumed"
+        for sample in family.samples
+    }
+    assert labels == metrics.KNOWN_CHECKPOINTS | {"other"}

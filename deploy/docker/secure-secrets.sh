@@ -6,7 +6,7 @@
 #   secure-secrets.sh rotate USER     a new password for USER (Kafka users: set on the cluster)
 #   secure-secrets.sh add-user USER   a new Kafka user (e.g. scanner-aktau) with its own folder
 #
-# The passwords come from bordermon.credentials (the same generator, SCRAM hashes and Redis ACL
+# The passwords come from bordermon.admin.credentials (the same generator, SCRAM hashes and Redis ACL
 # file as `bordermon stack up --secure`); TLS is the same openssl recipe, with the compose host
 # names in the certificate. Nothing secret is ever printed. Layout of the volume:
 #
@@ -42,7 +42,7 @@ make_passwords() {
 import sys
 from pathlib import Path
 
-from bordermon.credentials import ensure_secrets
+from bordermon.admin.credentials import ensure_secrets
 
 ensure_secrets(Path(sys.argv[1]))
 EOF
@@ -89,7 +89,7 @@ kafka_users() {
     done
 }
 
-# Render the files that hold passwords (from the masters, by bordermon.credentials).
+# Render the files that hold passwords (from the masters, by bordermon.admin.credentials).
 render() {
     mkdir -p "$OUT/kafka" "$OUT/redis"
     python - "$OUT" <<'EOF'
@@ -97,7 +97,7 @@ import os
 import sys
 from pathlib import Path
 
-from bordermon.credentials import kafka_format_args, read_password, redis_acl
+from bordermon.admin.credentials import kafka_format_args, read_password, redis_acl
 
 out = Path(sys.argv[1])
 

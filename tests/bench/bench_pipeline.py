@@ -351,7 +351,7 @@ class Run:
     def topic_set(self, phase: str, **fixed: str) -> dict[str, str]:
         """The declared topics under names of this run (deleted on exit); `fixed` roles keep
         an existing topic (e.g. the crossings topic every row reads)."""
-        from bordermon.topics import apply_topics, load_declarations
+        from bordermon.admin.topics import apply_topics, load_declarations
 
         names = {d.role: f"{d.name}.bench-{self.id}-{phase}" for d in load_declarations()}
         created = [name for role, name in names.items() if role not in fixed]
@@ -1400,7 +1400,7 @@ def measure_replay_at_scale(run: Run, results: Results, events: int, jobs: int |
     (the floor of any JSONL reader), then `bordermon replay --jobs 1` and `--jobs N` over it."""
     from bench_replay import ensure_input, orjson_loop, run_once
 
-    from bordermon.parallel_replay import usable_cpus
+    from bordermon.replay.parallel import usable_cpus
 
     path = ensure_input(events)
     jobs = jobs or usable_cpus()

@@ -279,7 +279,7 @@ def main() -> int:
     if args.rule_sets:
         measure_rule_sets(path, args.repeat)
     else:
-        from bordermon.parallel_replay import usable_cpus
+        from bordermon.replay.parallel import usable_cpus
 
         measure_jobs(path, args.repeat, args.jobs or usable_cpus(), args.profile_jobs)
     print(f"load average at the end: {load_text()}")
@@ -330,7 +330,7 @@ def profile_jobs(path: Path, jobs: int) -> None:
     """`--jobs N` in this process with pyinstrument in every job; a report per job."""
     from pyinstrument import Profiler
 
-    import bordermon.parallel_replay as parallel
+    from bordermon.replay import parallel
     from bordermon.settings import Settings
 
     run = parallel._JobRun.run

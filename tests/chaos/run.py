@@ -61,8 +61,8 @@ from reconcile import (  # noqa: E402
 )
 from workload import Workload, build  # noqa: E402
 
+from bordermon.admin.topics import apply_topics, load_declarations  # noqa: E402
 from bordermon.processor.app import REBALANCE_TIMEOUT_S, SESSION_TIMEOUT_S  # noqa: E402
-from bordermon.topics import apply_topics, load_declarations  # noqa: E402
 from support.kafka_io import publish_lines  # noqa: E402
 from support.workers import WorkerProcess, free_port, worker_env  # noqa: E402
 

@@ -33,10 +33,10 @@ from typing import Any
 import pytest
 import redis
 
+from bordermon.admin.topics import apply_topics
 from bordermon.core.pipeline import Reject
 from bordermon.replay import replay
 from bordermon.simulate import SimulationSpec, generate
-from bordermon.topics import apply_topics
 from bordermon_devstack import stack
 from support.builders import DEFAULT_DETECTION
 from support.flags import flags_of

@@ -27,11 +27,16 @@ import pytest
 import redis
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from bordermon import credentials
-from bordermon.acls import load_acls
+from bordermon.admin import credentials
+from bordermon.admin.acls import load_acls
+from bordermon.admin.topics import (
+    admin_client,
+    apply_topics,
+    default_topics_file,
+    load_declarations,
+)
 from bordermon.alerts.subscriber import FlagSubscriber
 from bordermon.scanner.publisher import DEFAULT_PRODUCER_CONFIG, ScannerPublisher
-from bordermon.topics import admin_client, apply_topics, default_topics_file, load_declarations
 from bordermon_devstack import secure_stack, stack
 from support.builders import crossing_line
 from support.kafka_io import QUIET

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import redis
 
+from bordermon.admin.topics import ROLES, Status, TopicDeclarationError, apply_topics
 from bordermon.cli import topics as topics_command
-from bordermon.topics import ROLES, Status, TopicDeclarationError, apply_topics
 from bordermon_devstack import cli as stack_command
 from bordermon_devstack import stack
 from support.workers import free_port

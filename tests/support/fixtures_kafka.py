@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bordermon.topics import ROLES, admin_client, apply_topics
+from bordermon.admin.topics import ROLES, admin_client, apply_topics
 from support.kafka_io import TestTopics, delete_topics, new_test_topic_names
 
 

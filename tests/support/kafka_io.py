@@ -12,8 +12,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from bordermon.admin.topics import TopicDeclaration, admin_client, load_declarations
 from bordermon.scanner.publisher import ScannerPublisher
-from bordermon.topics import TopicDeclaration, admin_client, load_declarations
 
 QUIET = {"log_level": 0, "logger": lambda *args: None}  # keep librdkafka off stderr
 

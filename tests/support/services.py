@@ -49,7 +49,7 @@ def kafka_answers(bootstrap: str, timeout: float = 10.0) -> str | None:
     """None when a Kafka AdminClient can list topics; else why not."""
     from confluent_kafka import KafkaException
 
-    from bordermon.topics import admin_client
+    from bordermon.admin.topics import admin_client
 
     try:
         metadata = admin_client(bootstrap).list_topics(timeout=timeout)

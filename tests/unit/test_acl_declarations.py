@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bordermon.acls import Acl, AclDeclarationError, AclStatus, apply_acls, load_acls
+from bordermon.admin.acls import Acl, AclDeclarationError, AclStatus, apply_acls, load_acls
 
 REPO = Path(__file__).resolve().parents[2]
 ACLS_FILE = REPO / "topics" / "acls.toml"

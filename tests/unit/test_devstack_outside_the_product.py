@@ -117,8 +117,11 @@ def _dev_stack_traces(files: list[Path]) -> list[str]:
 def test_the_product_wheel_has_no_dev_stack() -> None:
     files = product_wheel_files()
     names = {str(path.relative_to(REPO)) for path in files}
-    assert "services/bordermon/cli/__init__.py" in names and "services/bordermon/users.py" in names
-    assert "services/bordermon/credentials.py" in names, "the secure Docker stack's secrets"
+    assert (
+        "services/bordermon/cli/__init__.py" in names
+        and "services/bordermon/admin/users.py" in names
+    )
+    assert "services/bordermon/admin/credentials.py" in names, "the secure Docker stack's secrets"
     assert _dev_stack_traces(files) == []
 
 

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 import yaml
 
+from bordermon.admin.topics import load_declarations
 from bordermon.cli import build_parser
 from bordermon.settings import SETTING_NAMES, Settings
-from bordermon.topics import load_declarations
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
@@ -675,7 +675,7 @@ def _allowed(acls: list[Any], principal: str, resource: str, name: str, operatio
 
 
 def test_the_acls_allow_each_principal_what_its_service_does(tmp_path: Path) -> None:
-    from bordermon.acls import load_acls
+    from bordermon.admin.acls import load_acls
 
     kafka = kafka_properties_from_env(environment(SECURE_SERVICES["kafka"]))
     super_users = kafka["super.users"].split(";")
@@ -798,7 +798,7 @@ def test_secure_redis_is_tls_only_with_the_acl_file() -> None:
         mount = in_secret_mount(service, option(name))
         assert mount is not None and mount.get("read_only") is True, name
         assert mount["volume"]["subpath"] == "redis"
-    assert "redis_acl" in SECRETS_SCRIPT.read_text("utf-8"), "bordermon.credentials' ACL file"
+    assert "redis_acl" in SECRETS_SCRIPT.read_text("utf-8"), "bordermon.admin.credentials' ACL file"
     assert "--tls" in as_list(service["healthcheck"]["test"])[1]
 
 

@@ -30,19 +30,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bordermon import parallel_replay
 from bordermon import replay as replay_module
 from bordermon.cli import build_parser, main
 from bordermon.core import DetectionConfig
 from bordermon.core.flag import Flag
 from bordermon.core.pipeline import Reject
 from bordermon.jsonl import InputError
-from bordermon.parallel_replay import (
+from bordermon.replay import ReplayResult, replay
+from bordermon.replay import parallel as parallel_replay
+from bordermon.replay.parallel import (
     consignment_owner,
     link_owner,
     replay_parallel,
 )
-from bordermon.replay import ReplayResult, replay
 from bordermon.simulate import DEFAULT_MIX, SimulationSpec, simulate
 from support.builders import CHPL, crossing_doc
 

@@ -1,4 +1,4 @@
-"""The secure stacks' generated material (bordermon.credentials, for the Docker and the local
+"""The secure stacks' generated material (bordermon.admin.credentials, for the Docker and the local
 secure stacks; the local one's client settings files): secrets stay in 0600 files, never in what
 is shown."""
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bordermon import credentials
+from bordermon.admin import credentials
 from bordermon.settings import Settings
 from bordermon_devstack import secure_stack
 
@@ -87,7 +87,7 @@ def test_client_settings_files_load_and_hold_no_password(run_dir: Path) -> None:
 def test_users_generates_a_0600_password_and_upserts_a_scram_512_credential(
     tmp_path: Path,
 ) -> None:
-    from bordermon.users import generate_password_file, set_password
+    from bordermon.admin.users import generate_password_file, set_password
 
     path = tmp_path / "keys" / "scanner-aktau.password"
     generate_password_file(path)

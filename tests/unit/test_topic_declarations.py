@@ -12,8 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from bordermon.settings import Settings
-from bordermon.topics import (
+from bordermon.admin.topics import (
     ROLES,
     TopicDeclaration,
     TopicDeclarationError,
@@ -22,6 +21,7 @@ from bordermon.topics import (
     load_declarations,
     with_names,
 )
+from bordermon.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 TOPICS_FILE = REPO / "topics" / "topics.toml"

@@ -18,9 +18,9 @@ from bordermon.cli.common import (
 from bordermon.core.flag import Flag
 from bordermon.core.pipeline import Reject, Tally
 from bordermon.core.watchlist import Severity
-from bordermon.parallel_replay import ReplayJobFailed, replay_parallel, usable_cpus
 from bordermon.progress import Progress
 from bordermon.replay import ReplayResult
+from bordermon.replay.parallel import ReplayJobFailed, replay_parallel, usable_cpus
 from bordermon.settings import Settings
 
 HELP = "run detection in-process over JSONL (no Kafka, no Redis)"

@@ -7,12 +7,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bordermon import topics as library
-from bordermon.acls import AclDeclarationError, default_acls_file, load_acls
-from bordermon.cli.common import KAFKA_SECURITY_SETTINGS, add_settings_options, load_settings
-from bordermon.kafka import BrokerUnreachable
-from bordermon.settings import Settings, SettingsError
-from bordermon.topics import (
+from bordermon.admin import topics as library
+from bordermon.admin.acls import AclDeclarationError, default_acls_file, load_acls
+from bordermon.admin.topics import (
     DEFAULT_BOOTSTRAP,
     ROLES,
     TOPICS_FILE_ENV,
@@ -22,6 +19,9 @@ from bordermon.topics import (
     load_declarations,
     with_names,
 )
+from bordermon.cli.common import KAFKA_SECURITY_SETTINGS, add_settings_options, load_settings
+from bordermon.kafka import BrokerUnreachable
+from bordermon.settings import Settings, SettingsError
 
 HELP = "create or check the Kafka topics declared under topics/"
 DESCRIPTION = library.__doc__

@@ -6,7 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from bordermon import users as library
+from bordermon.admin import users as library
+from bordermon.admin.topics import admin_client
+from bordermon.admin.users import USER_NAME, UserError, generate_password_file, set_password
 from bordermon.cli.common import (
     KAFKA_SECURITY_SETTINGS,
     CommandError,
@@ -14,8 +16,6 @@ from bordermon.cli.common import (
     load_settings,
 )
 from bordermon.settings import read_secret_file
-from bordermon.topics import admin_client
-from bordermon.users import USER_NAME, UserError, generate_password_file, set_password
 
 HELP = "add a Kafka SCRAM user or rotate its password (as admin)"
 DESCRIPTION = library.__doc__

@@ -6,7 +6,7 @@ installs it, editable, beside bordermon, and it adds the `bordermon stack` comma
 `bordermon.commands` entry point (see cli.py). The modules:
 
 - stack.py: the services, `up`, `down`, `status` (the library the tests and the chaos suite use);
-- secure_stack.py: the `--secure` variant (TLS, SCRAM, ACLs), with bordermon.credentials;
+- secure_stack.py: the `--secure` variant (TLS, SCRAM, ACLs), with bordermon.admin.credentials;
 - stack_base.py: what both share (errors, probes, apt installs);
 - cli.py: the command.
 """

@@ -12,7 +12,7 @@ Made on first start, under the run folder, and never printed:
 - `secrets/<name>.password` (mode 0600, folder 0700): the Kafka users admin, scanner, worker,
   subscriber (created at format time with `--add-scram`, from salted hashes so no password
   appears on a command line), the Redis users bordermon and redis-admin (hashed in the ACL
-  file), and the broker's keystore: bordermon.credentials makes them, as it does for the
+  file), and the broker's keystore: bordermon.admin.credentials makes them, as it does for the
   secure Docker stack;
 - `clients/<name>.toml`: settings files for `--config` / BORDERMON_CONFIG that point at the
   secure stack as that user (paths to the password files, never the passwords).
@@ -34,7 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bordermon.credentials import (
+from bordermon.admin.credentials import (
     KAFKA_USERS,
     KEYSTORE,
     REDIS_USER,

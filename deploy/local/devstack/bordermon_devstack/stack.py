@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bordermon import credentials
+from bordermon.admin import credentials
 from bordermon_devstack import secure_stack
 from bordermon_devstack.stack_base import (
     Answer,

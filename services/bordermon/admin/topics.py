@@ -28,7 +28,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from bordermon.acls import (
+from bordermon.admin.acls import (
     Acl,
     AclReport,
     AclStatus,
@@ -81,7 +81,7 @@ def default_topics_file() -> Path:
         return path
     here = Path(__file__).resolve()
     cwd = Path.cwd().resolve()
-    for base in (here.parents[2], cwd, *cwd.parents):
+    for base in (here.parents[3], cwd, *cwd.parents):  # the checkout: services/bordermon/admin/
         candidate = base / "topics" / "topics.toml"
         if candidate.is_file():
             return candidate
@@ -289,7 +289,7 @@ class ApplyReport:
         return out
 
 
-_QUIET_LOGGER = logging.getLogger("bordermon.topics.librdkafka")
+_QUIET_LOGGER = logging.getLogger("bordermon.admin.topics.librdkafka")
 _QUIET_LOGGER.addHandler(logging.NullHandler())
 _QUIET_LOGGER.propagate = False
 
@@ -412,7 +412,7 @@ def apply_topics(
 
     `declarations` (already loaded) wins over `declarations_path`; `name_overrides` maps roles
     to names; `client_config` is `Settings.kafka_client_config()` for a secured cluster;
-    `acls` (from `bordermon.acls.load_acls`) are applied and checked too, after the topics.
+    `acls` (from `bordermon.admin.acls.load_acls`) are applied and checked too, after the topics.
     Returns once created topics are listed in the broker's metadata, so they can be
     used at once. Raises BrokerUnreachable when Kafka does not answer within `timeout` seconds,
     and TopicDeclarationError when the declarations are unusable.

@@ -14,7 +14,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from bordermon.users import SCRAM_ITERATIONS, generate_password_file
+from bordermon.admin.users import SCRAM_ITERATIONS, generate_password_file
 
 KAFKA_USERS = ("admin", "scanner", "worker", "subscriber")
 """One Kafka principal per role; `admin` is a super user (topics, ACLs); the broker logs in as

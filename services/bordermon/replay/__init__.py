@@ -10,7 +10,7 @@ in the order of the events that raised them, then the link stage's (`relabel-to-
 order of the sightings that raised them (the order of their events, then the order in which
 an event emits them). The link stage runs over the batch's sightings right after the
 consignment stage, as the worker's link stage reads them from the links topic. Rejects are
-reported in line order, each batch's before its flags. `bordermon.parallel_replay` writes
+reported in line order, each batch's before its flags. `bordermon.replay.parallel` writes
 the same output from several processes.
 
 Memory: every consignment's and link key's state is kept until the end of the input (no

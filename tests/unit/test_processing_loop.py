@@ -342,11 +342,33 @@ def test_a_tombstone_is_an_empty_value_and_a_missing_timestamp_is_none() -> None
     assert message.value == b"" and message.timestamp_ms is None
 
 
-def test_partitions_are_processed_concurrently_each_in_offset_order() -> None:
+def test_partitions_fetched_together_are_one_sub_batch_by_default() -> None:
+    """One lane: a fetch over three partitions costs one load, one save and one produce."""
+    p0, p1, p2 = TP("crossings", 0), TP("crossings", 1), TP("crossings", 2)
+    broker = InMemoryBroker(
+        {p0: transit(0, 0, "A"), p1: transit(1, 0, "B"), p2: transit(2, 0, "C")}
+    )
+    producer = Producer()
+    loop, processor = loop_over(broker, producer)
+    sub_batches: list[list[tuple[int, int]]] = []
+    real_process = processor.process
+
+    async def recording(messages: Sequence[Message]) -> Any:
+        sub_batches.append([(m.partition, m.offset) for m in messages])
+        return await real_process(messages)
+
+    processor.process = recording  # type: ignore[method-assign]
+    asyncio.run(step(loop))
+    assert sub_batches == [[(0, 0), (0, 1), (1, 0), (1, 1), (2, 0), (2, 1)]]
+    assert len(producer.topic("flags")) == 3
+    assert broker.commits == [{p0: 2, p1: 2, p2: 2}]
+
+
+def test_partitions_of_different_lanes_are_processed_concurrently_each_in_offset_order() -> None:
     p0, p1 = TP("crossings", 0), TP("crossings", 1)
     broker = InMemoryBroker({p0: transit(0, 0, "A"), p1: transit(1, 0, "B")})
     producer = Producer()
-    loop, _ = loop_over(broker, producer)
+    loop, _ = loop_over(broker, producer, lanes=2)
     sends_waiting: list[int] = []
 
     async def scenario() -> None:
@@ -418,7 +440,7 @@ def test_a_failing_sub_batch_is_not_committed_nor_what_follows_it_on_its_partiti
     p0, p1 = TP("crossings", 0), TP("crossings", 1)
     broker = InMemoryBroker({p0: transit(0, 0, "A"), p1: transit(1, 0, "B") + transit(1, 2, "C")})
     producer = Producer()
-    loop, processor = loop_over(broker, producer, max_records=4)
+    loop, processor = loop_over(broker, producer, max_records=4, lanes=2)
     real_process = processor.process
 
     async def failing_on_b(messages: Sequence[Message]) -> Any:

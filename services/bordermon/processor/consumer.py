@@ -11,13 +11,13 @@ getsentry/arroyo's strategies), with no faust in it:
 
 - **assign** (`on_assigned`): partitions were assigned; the processors forget their owner
   tokens and claim fresh ones before their next load (the single-writer fence of SPEC §6);
-- **poll** (`poll`): fetch up to `max_records` records and **submit** them to their
-  partitions' queues. Each partition with queued records has one drain task that takes up to
-  `max_records` of them as a sub-batch, has its stage's processor process it, marks the
+- **poll** (`poll`): fetch up to `max_records` records and **submit** them to their lane's
+  queue (a lane is a stage's share of partitions: `lanes` per stage, partition p in lane
+  p % lanes). Each lane with queued records has one drain task that takes up to
+  `max_records` of them as a sub-batch, has its stage's processor process it, marks each
   partition's next offset durable, and goes on while records are queued. So a partition's
-  order is kept, partitions overlap their waits for Redis and the broker instead of queueing
-  behind each other, and sub-batches grow with the load: a few records, quickly, when the
-  worker keeps up; full ones when it is behind. `poll` waits while `max_buffered` records are
+  order is kept, and sub-batches grow with the load: a few records, quickly, when the worker
+  keeps up; full ones when it is behind. `poll` waits while `max_buffered` records are
   fetched and not yet processed;
 - **commit** (`commit`): the durable offsets of all partitions in one request, every
   `commit_interval_s` at most (a request per sub-batch was a broker round trip each, which
@@ -115,7 +115,7 @@ class ProcessingLoop:
         max_records: int = 500,
         poll_timeout_ms: int = 100,
         max_buffered: int | None = None,
-        lanes: int = 8,
+        lanes: int = 1,
         commit_interval_s: float = 0.2,
         commit_errors: tuple[type[BaseException], ...] = (),
         clock: Callable[[], float] = time.monotonic,
@@ -125,10 +125,13 @@ class ProcessingLoop:
         self.max_records = max_records
         self.poll_timeout_ms = poll_timeout_ms
         self.lanes = lanes
-        """Drain tasks per stage, at most; partition p goes to lane p % lanes. With no more
-        partitions than lanes (bordermon's topics have 6), each partition is a lane of its
-        own: the most overlap. Fewer lanes make fewer, bigger sub-batches (measured on the
-        bench: 2 lanes halved the throughput at full backlog; per partition did best)."""
+        """Drain tasks per stage, at most; partition p goes to lane p % lanes. One lane (the
+        default) puts every partition the fetch returned into one sub-batch: one Redis load
+        and save and one produce for all of them. A lane per partition overlaps partitions'
+        waits on Redis and the broker instead, but at a few records per partition per fetch
+        the per-sub-batch work then dominates. Measured on the bench (docs/benchmarks.md,
+        "Lanes"): one lane halved scan-to-flag p99 at 1,000 and 2,000 events/s and kept the
+        throughput at full backlog, where the worker is bound by its CPU, not by waits."""
         self.max_buffered = max_buffered or 4 * max_records
         """Records fetched and not yet processed, at most: `poll` waits below this before it
         fetches more (memory, and how far ahead of the slowest partition a worker reads)."""
@@ -204,10 +207,11 @@ class ProcessingLoop:
         return submitted
 
     def _submit(self, tp: TopicPartition, records: Sequence[Any]) -> None:
-        """Queue a partition's records behind what it already has; start its drain task if it
-        has none. One task per partition keeps the partition's order; records that arrive
-        while a sub-batch is in process make the next sub-batch (so sub-batches grow with the
-        load: small and quick when the worker keeps up, full when it is behind)."""
+        """Queue a partition's records behind what its lane already has; start the lane's
+        drain task if it has none. One task per lane keeps each partition's order; records
+        that arrive while a sub-batch is in process make the next sub-batch (so sub-batches
+        grow with the load: small and quick when the worker keeps up, full when it is
+        behind)."""
         self._partitions[(tp.topic, tp.partition)] = tp
         lane = (tp.topic, tp.partition % self.lanes)
         self._queued.setdefault(lane, []).extend(records)

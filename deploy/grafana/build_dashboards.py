@@ -1102,7 +1102,7 @@ def pipeline_health() -> dashboard_builders.Dashboard:
                 24,
                 "States quarantined (undecodable)",
                 "Stored states the workers could not decode, per minute, by store"
-                " (`consignment`, `link`): corrupt bytes, or a state format of a newer bordermon"
+                " (`consignments`, `links`): corrupt bytes, or a state format of a newer bordermon"
                 " read by an older worker during a rolling upgrade. Each restarted from empty,"
                 " so a flag may have been missed; the raw bytes are at"
                 " bordermon:state-corrupt:<id> or bordermon:link-corrupt:<link key>"

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import collections
 import csv
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from importlib import resources
 
@@ -251,10 +251,19 @@ _precreate()
 
 def record_events(events: Iterable[CrossingEvent]) -> None:
     """Count valid events by checkpoint and direction (one `inc` per label set, not per event)."""
-    counts = collections.Counter(
-        (checkpoint_label(event.checkpoint), event.direction.value) for event in events
+    record_event_counts(
+        collections.Counter((event.checkpoint, event.direction.value) for event in events)
     )
+
+
+def record_event_counts(counts: Mapping[tuple[str, str], int]) -> None:
+    """Count valid events already tallied by (checkpoint as sent, direction), e.g. by replay's
+    jobs. Unknown checkpoints share the `other` series; label sets are incremented in sorted
+    order, so an exposition does not depend on which event came first."""
+    by_label: collections.Counter[tuple[str, str]] = collections.Counter()
     for (checkpoint, direction), count in counts.items():
+        by_label[(checkpoint_label(checkpoint), direction)] += count
+    for (checkpoint, direction), count in sorted(by_label.items()):
         EVENTS_CONSUMED.labels(checkpoint, direction).inc(count)
 
 

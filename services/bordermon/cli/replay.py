@@ -166,11 +166,7 @@ def run(args: argparse.Namespace) -> int:
     if args.flags_out != "-":
         flags_out.close()
     if args.metrics:
-        # Sorted: the file is then the same whichever job met a label first.
-        for (checkpoint, direction), count in sorted(result.events_by_label.items()):
-            metrics.EVENTS_CONSUMED.labels(metrics.checkpoint_label(checkpoint), direction).inc(
-                count
-            )
+        metrics.record_event_counts(result.events_by_label)
         metrics.record_rejects(result.tally.rejected.elements(), dead_lettered=False)
         metrics.EVENTS_DUPLICATE.inc(result.tally.duplicates)
         with metrics_file:

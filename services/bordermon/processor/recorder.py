@@ -1,7 +1,7 @@
 """What the worker records, as an interface: its batch step, and the `on_corrupt` callbacks of
-its state stores (`bordermon.cli.worker`), are handed a recorder (`PrometheusRecorder` of
-`bordermon.metrics` in the worker, a double in tests) instead of reaching for the metric
-globals, so what they record is tested like everything else they do."""
+its state stores (`bordermon.processor.worker.open_stores`), are handed a recorder
+(`PrometheusRecorder` of `bordermon.metrics` in the worker, a double in tests) instead of
+reaching for the metric globals, so what they record is tested like everything else they do."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ class Recorder(Protocol):
         """A save refused by the single-writer checks: `fenced` or `conflict`."""
 
     def state_quarantined(self, store: str) -> None:
-        """A stored state of `store` (`consignment`, `link`) could not be decoded: it was
+        """A stored state of `store` (`consignments`, `links`) could not be decoded: it was
         treated as absent and its raw bytes quarantined."""
 
     def round_trip(self, operation: str) -> AbstractContextManager[object]:

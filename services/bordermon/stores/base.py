@@ -28,7 +28,7 @@ consignment id is not the one it is stored under) is handled the same way by eve
 - it must not stop the worker, so `load` treats that consignment as absent (the worker starts it
   afresh, as for a new consignment);
 - it must not be lost silently, so the store logs the consignment id and key at ERROR, calls the
-  `on_corrupt(consignment_id, error)` callback if it was given one (the worker's counts it in
+  `on_corrupt(consignment_id, error)` callback if it was given one (the worker counts it in
   `bordermon_states_quarantined_total{store}`, which the BordermonStatesQuarantined alert
   watches: `bordermon.processor.worker.open_stores`), and copies the raw bytes to a separate
   quarantine area, kept for the same TTL, before the worker's next save overwrites the
